@@ -1,0 +1,35 @@
+# The two commands a user needs: `make demo` (set up + run the workflow) and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CORES ?= all
+# pip's notices about local index folders are noise here; real errors still stop make.
+PIP_FILTER := grep -v '^WARNING: Location' || true
+
+.PHONY: install demo test lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[torch,dev]' 2>&1 | $(PIP_FILTER)
+	$(BIN)/python -c "import eofm, torch, aurora, snakemake, zarr, rasterio, huggingface_hub"
+	touch $@
+
+demo: install
+	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --report results/report.html
+	@echo "Report: $(CURDIR)/results/report.html"
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check src tests scripts bench
+	$(BIN)/snakemake --lint
+
+clean:
+	rm -rf resources results logs benchmarks checkpoints .snakemake

@@ -1,0 +1,16 @@
+"""Encode one month with the frozen backbone into the latent cache."""
+
+from eofm.logs import job_log
+from eofm.train.latents import encode_month
+
+with job_log(snakemake.log[0], snakemake.threads):
+    encode_month(
+        snakemake.input.stores,
+        snakemake.input.static,
+        snakemake.input.weights,
+        snakemake.input.config,
+        snakemake.params.month,
+        snakemake.params.step_hours,
+        snakemake.output.latents,
+        snakemake.output.qc,
+    )

@@ -1,0 +1,25 @@
+"""Pretrain the backbone on next-step forecasting (no pretrained weights configured)."""
+
+from eofm.logs import job_log
+from eofm.train.pretrain import PretrainSettings, pretrain
+
+with job_log(snakemake.log[0], snakemake.threads):
+    p = snakemake.params
+    settings = PretrainSettings(
+        model=p.model,
+        size=p.size,
+        levels=tuple(p.levels),
+        step_hours=p.step_hours,
+        train_start=p.start,
+        train_stop=p.stop,
+        **p.training,
+    )
+    pretrain(
+        snakemake.input.stores,
+        snakemake.input.static,
+        snakemake.output.weights,
+        snakemake.output.config,
+        snakemake.output.summary,
+        settings,
+        p.checkpoint_dir,
+    )

@@ -1,0 +1,26 @@
+"""Train the lightweight decoder of one new variable on cached latents."""
+
+from eofm.logs import job_log
+from eofm.train.decoder import DecoderSettings, train_decoder
+
+with job_log(snakemake.log[0], snakemake.threads):
+    p = snakemake.params
+    training = dict(p.training)
+    settings = DecoderSettings(
+        target=p.target,
+        hidden=tuple(training.pop("hidden")),
+        train_start=p.start,
+        train_stop=p.stop,
+        **training,
+    )
+    train_decoder(
+        snakemake.input.latents,
+        snakemake.input.stores,
+        snakemake.input.stats,
+        snakemake.input.backbone_config,
+        settings,
+        snakemake.output.weights,
+        snakemake.output.config,
+        snakemake.output.summary,
+        p.checkpoint_dir,
+    )

@@ -1,0 +1,43 @@
+"""Send a Snakemake job's output, warnings and traceback to its ``log:`` file."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from pathlib import Path
+
+
+@contextmanager
+def job_log(path: str | os.PathLike[str], threads: int | None = None) -> Iterator[logging.Logger]:
+    """Redirect stdout/stderr (progress bars included) and logging into ``path``.
+
+    On failure the traceback is written to the log before the exception propagates, so
+    Snakemake's "see log" pointer leads to the cause.
+    """
+    log_path = Path(path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    with open(log_path, "w", buffering=1) as stream:
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root = logging.getLogger()
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        logging.captureWarnings(True)
+        try:
+            with redirect_stdout(stream), redirect_stderr(stream):
+                yield logging.getLogger("eofm")
+        except BaseException:
+            stream.write(traceback.format_exc())
+            print(f"eofm: job failed, traceback in {log_path}", file=sys.stderr)
+            raise
+        finally:
+            root.removeHandler(handler)
+            logging.captureWarnings(False)

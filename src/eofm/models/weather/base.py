@@ -1,0 +1,69 @@
+"""What every weather backbone adapter provides, so a new model is one file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class LatentSpec:
+    """Shape of the latent a backbone hands to the decoders, per sample.
+
+    ``patch_size`` maps one latent token to a ``patch_size`` × ``patch_size`` block of
+    grid cells, which is how a decoder unpatchifies its output back to the grid.
+    """
+
+    height: int
+    width: int
+    channels: int
+    patch_size: int
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.height, self.width, self.channels)
+
+
+@dataclass
+class WeatherSample:
+    """Two input states (t − Δ, t) and the state at the valid time t + Δ, as numpy arrays.
+
+    ``surface``/``atmospheric`` map names to arrays shaped (2, H, W) and (2, C, H, W);
+    ``next_surface``/``next_atmospheric`` to (H, W) and (C, H, W).
+    """
+
+    valid_time: np.datetime64
+    surface: dict[str, np.ndarray]
+    atmospheric: dict[str, np.ndarray]
+    next_surface: dict[str, np.ndarray]
+    next_atmospheric: dict[str, np.ndarray]
+
+
+class BackboneAdapter(Protocol):
+    """One weather foundation model behind the project's common interface."""
+
+    name: str
+
+    def build(self) -> nn.Module:
+        """Construct the backbone with random weights for the configured size."""
+        ...
+
+    def latent_spec(self) -> LatentSpec:
+        """The per-sample latent shape that :meth:`encode` returns."""
+        ...
+
+    def make_batch(self, samples: list[WeatherSample]) -> Any:
+        """Collate samples into the model's own batch type (inputs and next-step target)."""
+        ...
+
+    def encode(self, model: nn.Module, batch: Any) -> torch.Tensor:
+        """Latent of the surface level, shaped (B, height, width, channels)."""
+        ...
+
+    def forecast_loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
+        """Next-step forecast loss in normalised units, used to pretrain from scratch."""
+        ...

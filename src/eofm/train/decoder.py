@@ -1,0 +1,177 @@
+"""Train one lightweight decoder (one new variable) on cached latents."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import xarray as xr
+from torch.utils.data import DataLoader, TensorDataset
+
+from eofm.data.stats import load_stats
+from eofm.hub import load_weights, read_config, save_weights
+from eofm.io import write_json
+from eofm.models.weather.base import LatentSpec
+from eofm.models.weather.decoder import VariableDecoder, count_trainable
+from eofm.train.fit import fit
+from eofm.train.latents import load_latents
+from eofm.train.pretrain import split_train_val
+from eofm.train.windows import open_months, period_mask
+
+
+@dataclass(frozen=True)
+class DecoderSettings:
+    target: str
+    hidden: tuple[int, ...]
+    train_start: str
+    train_stop: str
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    val_fraction: float
+    seed: int
+
+
+class DecoderModule(L.LightningModule):
+    """Latitude-weighted MSE in normalised units, so polar cells do not dominate."""
+
+    def __init__(self, decoder: VariableDecoder, lat: np.ndarray, learning_rate: float) -> None:
+        super().__init__()
+        self.decoder = decoder
+        weights = np.cos(np.deg2rad(lat))
+        self.register_buffer("lat_weights", torch.as_tensor(weights / weights.mean()).float())
+        self.learning_rate = learning_rate
+
+    def _loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        latent, target = batch
+        error = (self.decoder(latent) - target).pow(2)
+        return (error * self.lat_weights[:, None]).mean()
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _i: int) -> torch.Tensor:
+        loss = self._loss(batch)
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(batch[0]))
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], _i: int) -> None:
+        self.log("val_loss", self._loss(batch), prog_bar=True, batch_size=len(batch[0]))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.decoder.parameters(), lr=self.learning_rate)
+
+
+def decoder_from_config(config: dict[str, Any]) -> VariableDecoder:
+    """Rebuild the decoder module that a saved config describes."""
+    return VariableDecoder(LatentSpec(**config["latent_spec"]), tuple(config["hidden"]))
+
+
+def train_decoder(
+    latent_paths: Sequence[str | os.PathLike[str]],
+    store_paths: Sequence[str | os.PathLike[str]],
+    stats_path: str | os.PathLike[str],
+    backbone_config_path: str | os.PathLike[str],
+    settings: DecoderSettings,
+    weights_path: str | os.PathLike[str],
+    config_path: str | os.PathLike[str],
+    summary_path: str | os.PathLike[str],
+    checkpoint_dir: str | os.PathLike[str],
+) -> dict[str, Any]:
+    """Fit the decoder for ``settings.target`` on the training period of the latent cache."""
+    target = settings.target
+    latents = load_latents(latent_paths)
+    latents = latents.isel(time=period_mask(latents.time.values, settings.train_start,
+                                            settings.train_stop))
+    truth = select_target(open_months(store_paths), target, latents.time.values, store_paths)
+    stats = load_stats(stats_path)["variables"]
+    if target not in stats:
+        raise KeyError(f"{stats_path}: no statistics for target {target!r}")
+    mean, std = float(stats[target]["mean"]), float(stats[target]["std"])
+    spec = _spec_from_latents(latents, read_config(backbone_config_path))
+    decoder = VariableDecoder(spec, settings.hidden)
+
+    x = torch.as_tensor(latents.values)
+    y = torch.as_tensor(((truth.values - mean) / std).astype(np.float32))
+    order = np.arange(len(x))
+    train_idx, val_idx = split_train_val(order, settings.val_fraction)
+    loaders = [
+        DataLoader(TensorDataset(x[idx], y[idx]), batch_size=settings.batch_size, shuffle=shuf)
+        for idx, shuf in ((train_idx, True), (val_idx, False))
+    ]
+    module = DecoderModule(decoder, truth.lat.values, settings.learning_rate)
+    result = fit(
+        module,
+        loaders[0],
+        loaders[1],
+        epochs=settings.epochs,
+        checkpoint_dir=checkpoint_dir,
+        settings={**asdict(settings), "latents": [str(p) for p in latent_paths]},
+        seed=settings.seed,
+    )
+    config = {
+        "target": target,
+        "units": truth.attrs.get("units", ""),
+        "latent_spec": asdict(spec),
+        "hidden": list(settings.hidden),
+        "normalisation": {"mean": mean, "std": std},
+        "backbone": read_config(backbone_config_path),
+    }
+    save_weights(decoder.cpu(), weights_path, config, config_path)
+    epochs_run = max(1, result["epochs"])
+    summary = {
+        "task": "train_decoder",
+        "target": target,
+        "trainable_parameters": count_trainable(decoder),
+        "n_train": len(train_idx),
+        "n_val": len(val_idx),
+        "wall_time_per_epoch_s": result["wall_time_s"] / epochs_run,
+        **result,
+        "settings": asdict(settings),
+    }
+    write_json(summary, summary_path)
+    return summary
+
+
+def predict(
+    weights_path: str | os.PathLike[str],
+    config_path: str | os.PathLike[str],
+    latents: xr.DataArray,
+    lat: np.ndarray,
+    lon: np.ndarray,
+) -> xr.DataArray:
+    """Decoder prediction in physical units, dims (time, lat, lon)."""
+    config = read_config(config_path)
+    decoder = load_weights(decoder_from_config(config), weights_path).eval()
+    with torch.no_grad():
+        normalised = decoder(torch.as_tensor(latents.values)).numpy()
+    norm = config["normalisation"]
+    values = normalised * norm["std"] + norm["mean"]
+    return xr.DataArray(
+        values.astype(np.float32),
+        dims=("time", "lat", "lon"),
+        coords={"time": latents.time.values, "lat": lat, "lon": lon},
+        name=config["target"],
+        attrs={"units": config["units"]},
+    )
+
+
+def select_target(
+    ds: xr.Dataset, target: str, times: np.ndarray, where: Sequence[Any]
+) -> xr.DataArray:
+    if target not in ds:
+        raise KeyError(
+            f"{[str(p) for p in where]}: target variable {target!r} not found; "
+            f"variables present: {sorted(ds.data_vars)}"
+        )
+    missing = np.setdiff1d(times, ds.time.values)
+    if len(missing):
+        raise ValueError(f"{[str(p) for p in where]}: {target} missing at times {missing[:3]}")
+    return ds[target].sel(time=times).load()
+
+
+def _spec_from_latents(latents: xr.DataArray, backbone: dict[str, Any]) -> LatentSpec:
+    _, height, width, channels = latents.shape
+    return LatentSpec(height, width, channels, int(backbone["constructor"]["patch_size"]))

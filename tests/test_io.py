@@ -1,0 +1,35 @@
+"""Atomic writes keep the old file on failure and give normal permissions on success."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from eofm.io import atomic_path, read_json, write_json
+
+
+def test_failed_write_keeps_the_old_file(tmp_path):
+    path = tmp_path / "a.json"
+    write_json({"v": 1}, path)
+    with pytest.raises(RuntimeError), atomic_path(path) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert read_json(path) == {"v": 1}
+    assert os.listdir(tmp_path) == ["a.json"]
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = write_json({"v": 1}, tmp_path / "b.json")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_malformed_json_names_the_file(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text("{")
+    with pytest.raises(ValueError, match="bad.json"):
+        read_json(path)
