@@ -38,7 +38,12 @@ rule pretrain_backbone:
 
 
 rule encode_latents:
-    """Run the frozen backbone once per sample; keep the surface latent in Zarr."""
+    """Run the frozen backbone once per sample; keep the surface latent in Zarr.
+
+    A cached DAG node: it reruns only when the weights, the input months, the code or
+    the params change. Snakemake's between-workflow `cache:` is not used because it
+    refuses rules that have a `benchmark:`, and every rule here records its cost.
+    """
     input:
         stores=encode_inputs,
         static=f"resources/era5/{ERA5['source']}/static.zarr",
@@ -53,7 +58,6 @@ rule encode_latents:
     threads: 2
     resources:
         gpu=1,
-    cache: "omit-software"
     log:
         "logs/encode_latents/{backbone}/{month}.log",
     benchmark:

@@ -55,6 +55,7 @@ class SampleGrid:
                 f"SampleGrid: expected positive, strictly ascending pressure levels in hPa, "
                 f"got {self.levels}"
             )
+        object.__setattr__(self, "levels", levels)  # a YAML list becomes a hashable tuple
         if self.step_hours <= 0:
             raise ValueError(f"SampleGrid: expected step_hours > 0, got {self.step_hours}")
 
@@ -274,7 +275,9 @@ class _Context:
         self.w_amp = rng.uniform(0.5, 1.0, size=n)
         centre = rng.uniform(35.0, 60.0, size=n) * np.array([1, 1, 1, -1, -1, -1])
         width = rng.uniform(12.0, 18.0, size=n)
-        envelope = np.exp(-(((self.lat_deg[None] - centre[:, None, None]) / width[:, None, None]) ** 2))
+        envelope = np.exp(
+            -(((self.lat_deg[None] - centre[:, None, None]) / width[:, None, None]) ** 2)
+        )
         self.w_cos = envelope * np.cos(k[:, None, None] * self.lam[None])
         self.w_sin = envelope * np.sin(k[:, None, None] * self.lam[None])
         self.w_sign = np.sign(centre)
@@ -424,9 +427,7 @@ class _Context:
         """tp, ro, swvl1, pev: deterministic functions of the state times seeded noise."""
         lsm = self.lsm
         stamp = int(t.astype("datetime64[s]").astype(np.int64)) + 2**40
-        noise = np.random.default_rng([self.seed, stamp, 0x7A26]).standard_normal(
-            (4, *lsm.shape)
-        )
+        noise = np.random.default_rng([self.seed, stamp, 0x7A26]).standard_normal((4, *lsm.shape))
 
         uplift = np.clip((101325.0 - msl) / 1000.0, 0.0, 4.0)
         tp_clean = 1.5 * q850 * np.maximum(rh850 - 0.6, 0.0) ** 1.5 * (1.0 + uplift)

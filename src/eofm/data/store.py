@@ -140,6 +140,7 @@ def append_store(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     """Append ``ds`` along time to the store at ``path`` atomically (copy, append, swap)."""
     target = Path(path)
     validate_gridded(ds, f"{target} (data to append)")
+    _remove_stale_siblings(target)  # may restore a store a killed writer had moved aside
     with open_store(target) as existing:
         _check_appendable(existing, ds, target)
         attrs = dict(existing.attrs)
@@ -151,7 +152,6 @@ def append_store(ds: xr.Dataset, path: str | os.PathLike) -> Path:
         new[name].attrs = var_attrs[name]
     for name in new.variables:
         new[name].encoding = {}
-    _remove_stale_siblings(target)
     tmp = _sibling(target, "tmp")
     try:
         shutil.copytree(target, tmp)
@@ -283,7 +283,11 @@ def _pid_alive(pid: int) -> bool:
 
 def _remove_stale_siblings(target: Path) -> None:
     """Delete temporaries of writers that died; restore a moved-aside old store if the
-    writer died between its two renames."""
+    writer died between its two renames.
+
+    "Died" means its pid is not alive on this machine. Snakemake never runs two jobs for
+    one output at once, so a sibling from another node of a shared file system is stale too.
+    """
     pattern = re.compile(rf"^\.{re.escape(target.name)}\.(tmp|old)-(\d+)-[0-9a-f]+$")
     for sibling in sorted(target.parent.iterdir()):
         match = pattern.match(sibling.name)

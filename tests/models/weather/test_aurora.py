@@ -67,7 +67,7 @@ def test_forecast_loss_is_differentiable_and_decreases(adapter_and_data):
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert losses[-1] < losses[0]
 
 

@@ -75,8 +75,8 @@ class AuroraAdapter:
         if size not in SIZES:
             raise ValueError(f"aurora: unknown size {size!r}; expected one of {sorted(SIZES)}")
         self.size = size
-        self.lat = np.asarray(lat, dtype=np.float64)
-        self.lon = np.asarray(lon, dtype=np.float64)
+        self.lat = np.array(lat, dtype=np.float64)
+        self.lon = np.array(lon, dtype=np.float64)
         self.levels = tuple(int(level) for level in levels)
         missing = [name for name in STATIC if name not in static]
         if missing:
@@ -125,7 +125,7 @@ class AuroraAdapter:
     def make_batch(self, samples: list[WeatherSample]) -> AuroraPair:
         def stack(key: str, names: tuple[str, ...]) -> dict[str, torch.Tensor]:
             return {
-                name: torch.as_tensor(np.stack([getattr(s, key)[name] for s in samples]))
+                name: torch.from_numpy(np.stack([getattr(s, key)[name] for s in samples]))
                 for name in names
             }
 

@@ -1,0 +1,182 @@
+"""One quality-control report per store: contract, units, ranges, NaNs and time coverage.
+
+QC runs before statistics and training so that a wrong unit or a gap in the download
+stops the workflow with a readable report instead of a silently bad model.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from eofm.data.store import contract_problems, open_store
+from eofm.data.variables import TARGETS, Kind, lookup
+
+_BLOCK_ELEMENTS = 8_000_000
+_DIMENSIONLESS = {"1", "(0-1)", "~", "dimensionless", "fraction"}
+
+
+class QCError(ValueError):
+    """At least one store failed quality control."""
+
+
+def check_store(
+    path: str | os.PathLike,
+    expected_times: np.ndarray | None = None,
+    *,
+    max_nan_fraction: float = 0.0,
+) -> dict:
+    """Check one store against the contract and the variable catalogue.
+
+    Returns a JSON-serialisable report; ``passed`` is False when any problem was found.
+    Variables missing from the catalogue are reported with kind "unknown", not failed.
+    """
+    store = str(Path(path))
+    report: dict = {
+        "store": store,
+        "passed": False,
+        "problems": [],
+        "coverage": None,
+        "variables": {},
+    }
+    problems: list[str] = report["problems"]
+    try:
+        ds = open_store(store)
+    except (FileNotFoundError, ValueError) as err:
+        problems.append(str(err))
+        return report
+    with ds:
+        problems.extend(contract_problems(ds, store))
+        if expected_times is not None:
+            report["coverage"] = _coverage(ds, store, expected_times, problems)
+        for name in ds.data_vars:
+            report["variables"][name] = _check_variable(
+                ds[name], str(name), store, max_nan_fraction, problems
+            )
+    report["passed"] = not problems
+    return report
+
+
+def require_passed(reports: Sequence[dict]) -> None:
+    """Raise QCError listing every failing store and each of its problems."""
+    failing = [r for r in reports if not r.get("passed", False)]
+    if not failing:
+        return
+    lines = [f"QC failed for {len(failing)} of {len(reports)} store(s):"]
+    for r in failing:
+        lines.append(f"{r.get('store', '?')}:")
+        lines.extend(f"  - {p}" for p in r.get("problems") or ["(no problem recorded)"])
+    raise QCError("\n".join(lines))
+
+
+def infer_kind(var: xr.DataArray) -> Kind:
+    """static without time, atmospheric with levels, target if the catalogue says so."""
+    if "time" not in var.dims:
+        return "static"
+    if "level" in var.dims:
+        return "atmospheric"
+    return "target" if var.name in TARGETS else "surface"
+
+
+def _normalise_units(units: str) -> str:
+    """'m**2 s**-2' (ERA5 GRIB/NetCDF) and 'm2 s-2' (CF) are the same unit."""
+    u = re.sub(r"\s+", " ", units.replace("**", "").replace("^", "")).strip()
+    return "1" if u.replace(" ", "") in _DIMENSIONLESS else u
+
+
+def _coverage(ds: xr.Dataset, store: str, expected_times: np.ndarray, problems: list[str]) -> dict:
+    expected = np.unique(np.asarray(expected_times).astype("datetime64[ns]"))
+    present = (
+        ds["time"].values.astype("datetime64[ns]")
+        if "time" in ds.coords
+        else np.array([], dtype="datetime64[ns]")
+    )
+    missing = np.setdiff1d(expected, present)
+    iso = [str(t) for t in np.datetime_as_string(missing, unit="s")]
+    if missing.size:
+        shown = ", ".join(iso[:5]) + (" ..." if len(iso) > 5 else "")
+        problems.append(
+            f"{store}: {missing.size} of {expected.size} expected time steps missing "
+            f"(expected every time step; missing {shown})"
+        )
+    return {
+        "expected": int(expected.size),
+        "present": int(expected.size - missing.size),
+        "missing": iso,
+    }
+
+
+def _scan(var: xr.DataArray) -> tuple[float, float | None, float | None]:
+    """NaN fraction, min and max, a block of time steps at a time."""
+    n_nan, total = 0, 0
+    lo, hi = np.inf, -np.inf
+    if "time" in var.dims and var.sizes["time"] > 0:
+        per_step = max(1, var.size // var.sizes["time"])
+        step = max(1, _BLOCK_ELEMENTS // per_step)
+        blocks = (var.isel(time=slice(i, i + step)) for i in range(0, var.sizes["time"], step))
+    else:
+        blocks = iter([var])
+    for block in blocks:
+        x = np.asarray(block.values, dtype=np.float64)
+        finite = np.isfinite(x)
+        n_nan += int(x.size - finite.sum())
+        total += x.size
+        if finite.any():
+            lo, hi = min(lo, float(x[finite].min())), max(hi, float(x[finite].max()))
+    fraction = n_nan / total if total else 0.0
+    return fraction, (lo if np.isfinite(lo) else None), (hi if np.isfinite(hi) else None)
+
+
+def _check_variable(
+    var: xr.DataArray, name: str, store: str, max_nan_fraction: float, problems: list[str]
+) -> dict:
+    kind = infer_kind(var)
+    units = str(var.attrs.get("units", ""))
+    nan_fraction, lo, hi = _scan(var)
+    try:
+        entry = lookup(name, kind)
+    except KeyError:
+        return {
+            "kind": "unknown",
+            "units": units,
+            "expected_units": None,
+            "nan_fraction": nan_fraction,
+            "min": lo,
+            "max": hi,
+            "valid_min": None,
+            "valid_max": None,
+            "in_range": None,
+            "note": f"not in the eofm catalogue as a {kind} variable; units and range not checked",
+        }
+    if _normalise_units(units) != _normalise_units(entry.units):
+        problems.append(
+            f"{store}: variable {name!r} has units {units!r}; expected {entry.units!r} "
+            f"({kind} variable in the catalogue)"
+        )
+    if nan_fraction > max_nan_fraction:
+        problems.append(
+            f"{store}: variable {name!r} is {nan_fraction:.2%} NaN; expected at most "
+            f"{max_nan_fraction:.2%}"
+        )
+    in_range = lo is not None and hi is not None and entry.valid_min <= lo and hi <= entry.valid_max
+    if lo is not None and hi is not None and not in_range:
+        problems.append(
+            f"{store}: variable {name!r} ranges {lo:g} .. {hi:g}; expected within "
+            f"[{entry.valid_min:g}, {entry.valid_max:g}] {entry.units}"
+        )
+    return {
+        "kind": kind,
+        "units": units,
+        "expected_units": entry.units,
+        "nan_fraction": nan_fraction,
+        "min": lo,
+        "max": hi,
+        "valid_min": entry.valid_min,
+        "valid_max": entry.valid_max,
+        "in_range": bool(in_range),
+    }

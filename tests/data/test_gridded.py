@@ -1,0 +1,150 @@
+"""The NetCDF reader against real MERRA-2 and ERA-Interim files and synthetic layouts."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from eofm.data.gridded import open_gridded, standardise_gridded
+from eofm.data.store import open_store, validate_gridded, write_store
+
+
+def _realdata() -> Path:
+    """../shared/realdata next to the repository, or $EOFM_REALDATA."""
+    override = os.environ.get("EOFM_REALDATA")
+    root = (
+        Path(override)
+        if override
+        else Path(__file__).resolve().parents[2] / ".." / "shared" / "realdata"
+    )
+    return root.resolve()
+
+
+def _real_file(relative: str) -> Path:
+    path = _realdata() / relative
+    if not path.is_file():
+        pytest.skip(f"real data file not found: ../shared/realdata/{relative} (looked at {path})")
+    return path
+
+
+def _open_raw(path: Path) -> xr.Dataset:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return xr.open_dataset(path)
+
+
+@pytest.mark.realdata
+def test_merra2_is_rolled_and_flipped() -> None:
+    path = _real_file("merra2/M2T1NXSLV_temporal.nc4")
+    with _open_raw(path) as raw, open_gridded(path) as ds:
+        lon, lat = ds["lon"].values, ds["lat"].values
+        assert ds["PS"].dims == ("time", "lat", "lon") and ds["PS"].shape == (2, 361, 576)
+        assert lon[0] == 0.0 and lon[-1] == 359.375 and np.all(np.diff(lon) > 0)
+        assert lat[0] == 90.0 and lat[-1] == -90.0 and np.all(np.diff(lat) < 0)
+        assert ds["lon"].attrs["units"] == "degrees_east"
+        assert ds["PS"].attrs["units"] == "Pa"
+        assert ds["PS"].attrs["long_name"] == raw["PS"].attrs["long_name"]
+        assert ds.attrs == raw.attrs
+        # the same physical point keeps its value
+        west = raw["PS"].sel(lon=-90.0, lat=45.0).values
+        np.testing.assert_array_equal(ds["PS"].sel(lon=270.0, lat=45.0).values, west)
+        # and the whole field is the same field, only reordered
+        i0 = int(np.argmin(np.abs(raw["lon"].values)))
+        expected = np.roll(raw["PS"].values, -i0, axis=-1)[:, ::-1, :]
+        np.testing.assert_array_equal(ds["PS"].values, expected)
+        np.testing.assert_array_equal(ds["time"].values, raw["time"].values)
+
+
+@pytest.mark.realdata
+def test_merra2_can_be_written_as_a_store(tmp_path: Path) -> None:
+    path = _real_file("merra2/M2T1NXSLV_temporal.nc4")
+    with open_gridded(path) as ds:
+        ds = ds.assign_attrs(source="merra2", source_url="https://goldsmr4.gesdisc.eosdis.nasa.gov")
+        validate_gridded(ds, str(path))
+        store = write_store(ds, tmp_path / "ps.zarr")
+        with open_store(store) as back:
+            np.testing.assert_array_equal(back["PS"].values, ds["PS"].values)
+            assert back["PS"].encoding["chunks"] == (1, 361, 576)
+            assert back["PS"].attrs["standard_name"] == "surface_pressure"
+
+
+@pytest.mark.realdata
+def test_era_interim_pressure_levels() -> None:
+    path = _real_file("era-interim/eraint_uvz.nc")
+    with _open_raw(path) as raw, open_gridded(path) as ds:
+        assert ds["z"].dims == ("month", "level", "lat", "lon")
+        assert ds["level"].values.tolist() == [200, 500, 850]
+        assert ds["level"].attrs["units"] == "hPa"
+        assert ds["level"].attrs["standard_name"] == "air_pressure"
+        lon, lat = ds["lon"].values, ds["lat"].values
+        assert ds["lon"].dtype == np.float64 and lon.min() == 0.0 and lon.max() < 360
+        assert np.all(np.diff(lon) > 0) and np.all(np.diff(lat) < 0) and lat[0] == 90.0
+        assert ds["z"].attrs["units"] == raw["z"].attrs["units"]
+        point = {"month": 7, "level": 500, "latitude": 45.0, "longitude": -90.0}
+        expected = raw["z"].sel(point).values
+        got = ds["z"].sel(month=7, level=500, lat=45.0, lon=270.0).values
+        assert got == expected and 50000 < got < 60000
+
+
+def _synthetic(**overrides) -> xr.Dataset:
+    """An ERA5-CDS-like NetCDF layout: valid_time, pressure_level, ascending latitude."""
+    lat = np.array([-45.0, 0.0, 45.0])
+    lon = np.array([-90.0, 0.0, 90.0])
+    times = pd.date_range("2020-01-01", periods=2, freq="6h").values
+    plev = np.array([85000.0, 50000.0])
+    data = np.arange(2 * 2 * 3 * 3, dtype=np.float32).reshape(2, 2, 3, 3)
+    ds = xr.Dataset(
+        {"t": (("valid_time", "plev", "latitude", "longitude"), data, {"units": "K"})},
+        coords={
+            "valid_time": times,
+            "plev": ("plev", plev, {"units": "Pa"}),
+            "latitude": lat,
+            "longitude": lon,
+        },
+        attrs={"institution": "test"},
+    )
+    return ds.assign(**overrides)
+
+
+def test_synthetic_names_units_and_order() -> None:
+    raw = _synthetic().transpose("longitude", "latitude", "plev", "valid_time")
+    ds = standardise_gridded(raw, "cds.nc")
+    assert ds["t"].dims == ("time", "level", "lat", "lon")
+    assert ds["level"].values.tolist() == [850.0, 500.0]
+    assert ds["level"].attrs["units"] == "hPa"
+    assert ds["lat"].values.tolist() == [45.0, 0.0, -45.0]
+    assert ds["lon"].values.tolist() == [0.0, 90.0, 270.0]
+    assert ds["t"].attrs == {"units": "K"} and ds.attrs == {"institution": "test"}
+    original = _synthetic()["t"].sel(valid_time=raw["valid_time"][1], plev=50000.0)
+    np.testing.assert_array_equal(
+        ds["t"].isel(time=1).sel(level=500.0, lat=-45.0, lon=270.0).values,
+        original.sel(latitude=-45.0, longitude=-90.0).values,
+    )
+
+
+def test_model_levels_are_not_renamed() -> None:
+    raw = _synthetic().rename(plev="lev")
+    raw["lev"].attrs = {"units": "layer"}
+    ds = standardise_gridded(raw, "merra2_3d.nc")
+    assert "lev" in ds.dims and "level" not in ds.dims
+    assert ds["t"].dims == ("lev", "time", "lat", "lon")
+
+
+def test_missing_lat_lon_names_the_file() -> None:
+    raw = _synthetic().rename(latitude="y")
+    with pytest.raises(ValueError, match=r"^cds\.nc: no lat coordinate"):
+        standardise_gridded(raw, "cds.nc")
+    with pytest.raises(FileNotFoundError, match=r"nothere\.nc"):
+        open_gridded("nothere.nc")
+
+
+def test_duplicate_longitudes_after_wrapping_are_refused() -> None:
+    raw = _synthetic().assign_coords(longitude=[-180.0, 0.0, 180.0])
+    with pytest.raises(ValueError, match=r"cds\.nc: longitudes repeat"):
+        standardise_gridded(raw, "cds.nc")
