@@ -25,6 +25,7 @@ demo: install
 	@echo "Report: $(CURDIR)/results/report.html"
 
 test: install
+	$(BIN)/ruff check src tests scripts bench
 	$(BIN)/python -m pytest
 
 lint: install

@@ -64,7 +64,10 @@ def main() -> None:
     times = np.datetime64("2020-01-01T00", "ns") + np.arange(n) * np.timedelta64(6, "h")
     ds = generate_period(times, grid, seed=0)
     adapter = AuroraAdapter(
-        args.size, static.lat.values, static.lon.values, grid.levels,
+        args.size,
+        static.lat.values,
+        static.lon.values,
+        grid.levels,
         {k: static[k].values for k in static.data_vars},
     )
     windows = ForecastWindows(ds, times[2:], step_hours=6)
@@ -131,8 +134,10 @@ def main() -> None:
     for mode in ("full", "online", "cached"):
         r = results[mode]
         print(f"{mode:>7}: {r['s_per_step'] * 1e3:8.2f} ms/step  peak {r['peak_mb']:8.1f} MB")
-    print(f"cached decoder step is {report['speedup_cached_vs_full']:.1f}× faster than full "
-          f"fine-tuning; online decoder {report['speedup_online_vs_full']:.1f}×")
+    print(
+        f"cached decoder step is {report['speedup_cached_vs_full']:.1f}× faster than full "
+        f"fine-tuning; online decoder {report['speedup_online_vs_full']:.1f}×"
+    )
     if args.out:
         args.out.write_text(json.dumps(report, indent=2))
 

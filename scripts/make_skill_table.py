@@ -1,7 +1,7 @@
 """Skill table (CSV + Markdown) and bar chart from the per-target metrics."""
 
-from eofm.evaluate.tables import load_metrics, skill_table, write_table
 from eofm.evaluate.plots import plot_skill
+from eofm.evaluate.tables import load_metrics, skill_table, write_table
 from eofm.logs import job_log
 
 with job_log(snakemake.log[0]):

@@ -31,5 +31,5 @@ def test_written_files_follow_the_umask(tmp_path):
 def test_malformed_json_names_the_file(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text("{")
-    with pytest.raises(ValueError, match="bad.json"):
+    with pytest.raises(ValueError, match=r"bad\.json"):
         read_json(path)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "config" / "tiny.yaml"
@@ -29,11 +30,14 @@ def test_lint_reports_nothing():
 
 
 def test_config_errors_name_the_key(tmp_path):
+    config = yaml.safe_load(TINY.read_text())
+    config["weather"]["decoder"]["epochs"] = 0
     bad = tmp_path / "bad.yaml"
-    bad.write_text(TINY.read_text().replace("epochs: 15", "epochs: 0"))
+    bad.write_text(yaml.safe_dump(config))
     result = snakemake("--dry-run", "--configfile", str(bad), workdir=tmp_path)
+    output = result.stdout + result.stderr
     assert result.returncode != 0
-    assert "epochs" in result.stderr and "minimum" in result.stderr
+    assert "['weather']['decoder']['epochs']" in output and "minimum" in output
 
 
 @pytest.fixture(scope="module")
@@ -64,11 +68,18 @@ def test_every_step_leaves_its_evaluation_and_benchmark(finished_run):
     for qc in (finished_run / "results/qc").rglob("*.json"):
         assert json.loads(qc.read_text())["passed"], qc
     jobs = pd.read_csv(finished_run / "results/benchmarks/jobs.csv")
-    assert {"generate_era5_sample", "pretrain_backbone", "encode_latents", "train_decoder",
-            "evaluate_decoder", "skill_table"} <= set(jobs.rule)
+    assert {
+        "generate_era5_sample",
+        "pretrain_backbone",
+        "encode_latents",
+        "train_decoder",
+        "evaluate_decoder",
+        "skill_table",
+    } <= set(jobs.rule)
     for target in ("tp", "ro", "swvl1", "pev"):
-        assert (finished_run / f"results/figures/weather/aurora-tiny/decoder/{target}-map.png"
-                ).stat().st_size > 10_000
+        assert (
+            finished_run / f"results/figures/weather/aurora-tiny/decoder/{target}-map.png"
+        ).stat().st_size > 10_000
 
 
 @pytest.mark.slow

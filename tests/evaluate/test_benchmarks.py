@@ -5,9 +5,15 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from eofm.evaluate.benchmarks import HEADER, read_benchmarks, summarise_benchmarks
+from eofm.evaluate.benchmarks import (
+    HEADER,
+    read_benchmarks,
+    summarise_benchmarks,
+    write_benchmark_report,
+)
 
 HEADER_LINE = "\t".join(HEADER)
 
@@ -113,3 +119,22 @@ def test_no_files_gives_empty_tables():
     df = read_benchmarks([])
     assert df.empty and "max_rss" in df.columns
     assert summarise_benchmarks(df).empty
+
+
+def test_write_benchmark_report_writes_tables_and_figure(tmp_path):
+    root = tmp_path / "benchmarks"
+    paths = []
+    for job, seconds in (("train_decoder/tp", 4.0), ("train_decoder/ro", 6.0), ("qc/x", 1.0)):
+        path = root / f"{job}.tsv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        row = [str(seconds), "0:00:04", "100", "200", "90", "95", "0", "0", "50", "3"]
+        path.write_text("\t".join(HEADER) + "\n" + "\t".join(row) + "\n")
+        paths.append(path)
+    out = tmp_path / "out"
+    jobs = write_benchmark_report(
+        paths, out / "jobs.csv", out / "summary.csv", out / "fig.png", root=root
+    )
+    assert len(jobs) == 3
+    summary = pd.read_csv(out / "summary.csv").set_index("rule")
+    assert summary.loc["train_decoder", "total_s"] == 10.0
+    assert (out / "fig.png").read_bytes()[:4] == b"\x89PNG"

@@ -28,7 +28,9 @@ def sample_grid(grid: dict[str, int], levels: Sequence[int], step_hours: int) ->
     )
 
 
-def ingest_sample_month(month: str, out: str | os.PathLike[str], grid: SampleGrid, seed: int) -> Path:
+def ingest_sample_month(
+    month: str, out: str | os.PathLike[str], grid: SampleGrid, seed: int
+) -> Path:
     """Generate one month of the ERA5-like sample and write it as a monthly store."""
     return write_store(generate_month(month, grid, seed), out)
 

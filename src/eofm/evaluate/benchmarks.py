@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["HEADER", "read_benchmarks", "summarise_benchmarks"]
+from eofm.io import atomic_path
+
+__all__ = ["HEADER", "read_benchmarks", "summarise_benchmarks", "write_benchmark_report"]
 
 HEADER = (
     "s",
@@ -75,6 +77,24 @@ def summarise_benchmarks(df: pd.DataFrame) -> pd.DataFrame:
         ["total_s", "rule"], ascending=[False, True], kind="stable", na_position="last"
     )
     return summary.reset_index(drop=True)[SUMMARY_COLUMNS]
+
+
+def write_benchmark_report(
+    paths: Sequence[str | os.PathLike[str]],
+    jobs_csv: str | os.PathLike[str],
+    summary_csv: str | os.PathLike[str],
+    figure: str | os.PathLike[str],
+    root: str | os.PathLike[str] = "benchmarks",
+) -> pd.DataFrame:
+    """Per-job and per-rule cost tables (CSV) and a bar chart, from benchmark files."""
+    from eofm.evaluate.plots import plot_benchmarks
+
+    jobs = read_benchmarks(paths, root=root)
+    for frame, path in ((jobs, jobs_csv), (summarise_benchmarks(jobs), summary_csv)):
+        with atomic_path(path) as tmp:
+            frame.to_csv(tmp, index=False)
+    plot_benchmarks(jobs, figure)
+    return jobs
 
 
 def _read_one(path: Path, root: Path) -> dict[str, object]:

@@ -83,8 +83,9 @@ def train_decoder(
     """Fit the decoder for ``settings.target`` on the training period of the latent cache."""
     target = settings.target
     latents = load_latents(latent_paths)
-    latents = latents.isel(time=period_mask(latents.time.values, settings.train_start,
-                                            settings.train_stop))
+    latents = latents.isel(
+        time=period_mask(latents.time.values, settings.train_start, settings.train_stop)
+    )
     truth = select_target(open_months(store_paths), target, latents.time.values, store_paths)
     stats = load_stats(stats_path)["variables"]
     if target not in stats:

@@ -71,7 +71,7 @@ def _batch_len(batch: Any) -> int:
 
 def split_train_val(times: Any, val_fraction: float) -> tuple[Any, Any]:
     """Chronological split: the last ``val_fraction`` of windows validate."""
-    n_val = max(1, int(round(len(times) * val_fraction)))
+    n_val = max(1, round(len(times) * val_fraction))
     if len(times) <= n_val:
         raise ValueError(
             f"only {len(times)} training windows; need more than {n_val} to hold out validation"

@@ -87,6 +87,9 @@ def test_grid_not_divisible_by_patch_is_refused():
     static = generate_static(SampleGrid(nlat=18, nlon=32), seed=1)
     with pytest.raises(ValueError, match="multiple of the patch size"):
         AuroraAdapter(
-            "tiny", static.lat.values, static.lon.values, (850,),
+            "tiny",
+            static.lat.values,
+            static.lon.values,
+            (850,),
             {k: static[k].values for k in static.data_vars},
         )

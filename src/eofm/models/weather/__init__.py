@@ -23,7 +23,5 @@ def get_adapter(
     if model == "aurora":
         from eofm.models.weather.aurora import AuroraAdapter
 
-        return AuroraAdapter(
-            size, static.lat.values, static.lon.values, tuple(levels), fields
-        )
+        return AuroraAdapter(size, static.lat.values, static.lon.values, tuple(levels), fields)
     raise ValueError(f"unknown weather model {model!r}; expected one of {list(MODELS)}")
