@@ -1,0 +1,64 @@
+"""`eofm` command: the library's steps for use outside Snakemake.
+
+eofm sample 2020-01 out.zarr          one month of the offline ERA5-like sample
+eofm qc out.zarr --month 2020-01      QC report of a store (exit 1 if it fails)
+eofm describe out.zarr                variables, dims, units and provenance
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from eofm import __version__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``eofm`` console script; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="eofm", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"eofm {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    sample = commands.add_parser("sample", help="write one month of sample data to Zarr")
+    sample.add_argument("month", help="YYYY-MM")
+    sample.add_argument("out", help="path of the Zarr store to write")
+    sample.add_argument("--seed", type=int, default=20200101)
+    sample.add_argument("--nlat", type=int, default=32)
+    sample.add_argument("--nlon", type=int, default=64)
+
+    qc = commands.add_parser("qc", help="check a store against the variable catalogue")
+    qc.add_argument("store")
+    qc.add_argument("--month", help="YYYY-MM: also check that every time step is present")
+    qc.add_argument("--step-hours", type=int, default=6)
+
+    describe = commands.add_parser("describe", help="summarise a store")
+    describe.add_argument("store")
+
+    args = parser.parse_args(argv)
+    if args.command == "sample":
+        from eofm.data.ingest import ingest_sample_month
+        from eofm.data.sample import SampleGrid
+
+        path = ingest_sample_month(
+            args.month, args.out, SampleGrid(args.nlat, args.nlon), args.seed
+        )
+        print(path)
+        return 0
+    if args.command == "qc":
+        from eofm.data.qc import check_store
+        from eofm.data.sample import month_times
+
+        expected = month_times(args.month, args.step_hours) if args.month else None
+        report = check_store(args.store, expected_times=expected)
+        print(json.dumps(report, indent=2))
+        return 0 if report["passed"] else 1
+    from eofm.data.store import open_store
+
+    print(open_store(args.store))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
