@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= all
 # pip's notices about local index folders are noise here; real errors still stop make.
-PIP_FILTER := grep -v '^WARNING: Location' || true
+PIP_FILTER := { grep -v '^WARNING: Location' || true; }
 
 .PHONY: install demo test lint clean
 

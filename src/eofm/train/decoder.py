@@ -18,23 +18,16 @@ from eofm.hub import load_weights, read_config, save_weights
 from eofm.io import write_json
 from eofm.models.weather.base import LatentSpec
 from eofm.models.weather.decoder import VariableDecoder, count_trainable
-from eofm.train.fit import fit
+from eofm.train.fit import TrainingSettings, fit
 from eofm.train.latents import load_latents
 from eofm.train.pretrain import split_train_val
 from eofm.train.windows import open_months, period_mask
 
 
-@dataclass(frozen=True)
-class DecoderSettings:
+@dataclass(frozen=True, kw_only=True)
+class DecoderSettings(TrainingSettings):
     target: str
     hidden: tuple[int, ...]
-    train_start: str
-    train_stop: str
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    val_fraction: float
-    seed: int
 
 
 class DecoderModule(L.LightningModule):

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,19 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingSettings:
+    """What every training run needs: its period, optimiser settings and seed."""
+
+    train_start: str
+    train_stop: str
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    val_fraction: float
+    seed: int
 
 
 def settings_key(settings: dict[str, Any]) -> str:

@@ -21,23 +21,16 @@ from eofm.io import write_json
 from eofm.models.weather import get_adapter
 from eofm.models.weather.base import BackboneAdapter
 from eofm.models.weather.decoder import count_trainable
-from eofm.train.fit import fit
+from eofm.train.fit import TrainingSettings, fit
 from eofm.train.windows import ForecastWindows, open_months, valid_times
 
 
-@dataclass(frozen=True)
-class PretrainSettings:
+@dataclass(frozen=True, kw_only=True)
+class PretrainSettings(TrainingSettings):
     model: str
     size: str
     levels: tuple[int, ...]
     step_hours: int
-    train_start: str
-    train_stop: str
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    val_fraction: float
-    seed: int
 
 
 class ForecastModule(L.LightningModule):
