@@ -17,6 +17,7 @@ with job_log(snakemake.log[0], snakemake.threads):
         snakemake.input.latents,
         snakemake.input.stores,
         snakemake.input.stats,
+        snakemake.input.climatology,
         snakemake.input.backbone_config,
         settings,
         snakemake.output.weights,

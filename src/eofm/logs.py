@@ -31,6 +31,9 @@ def job_log(path: str | os.PathLike[str], threads: int | None = None) -> Iterato
         root.addHandler(handler)
         root.setLevel(logging.INFO)
         logging.captureWarnings(True)
+        # Libraries (Lightning) attach console handlers at import time; point them here too.
+        redirected = _console_handlers()
+        previous = [handler.setStream(stream) for handler in redirected]
         try:
             with redirect_stdout(stream), redirect_stderr(stream):
                 yield logging.getLogger("eofm")
@@ -39,5 +42,23 @@ def job_log(path: str | os.PathLike[str], threads: int | None = None) -> Iterato
             print(f"eofm: job failed, traceback in {log_path}", file=sys.stderr)
             raise
         finally:
+            for console, old in zip(redirected, previous, strict=True):
+                console.setStream(old)
             root.removeHandler(handler)
             logging.captureWarnings(False)
+
+
+def _console_handlers() -> list[logging.StreamHandler]:
+    """Stream handlers of every logger that write to the process's stdout or stderr."""
+    loggers = [logging.getLogger()] + [
+        logger
+        for logger in logging.Logger.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger)
+    ]
+    return [
+        handler
+        for logger in loggers
+        for handler in logger.handlers
+        if type(handler) is logging.StreamHandler
+        and handler.stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
+    ]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import xarray as xr
@@ -266,9 +264,3 @@ def test_target_signs_and_land_only_fields(january: xr.Dataset, static: xr.Datas
     night = (local_hour < 3) | (local_hour > 21)
     land = static["lsm"] == 1
     assert float(pev.where(daytime & land).mean()) < 1.5 * float(pev.where(night & land).mean())
-
-
-def test_a_default_month_generates_quickly() -> None:
-    start = time.perf_counter()
-    generate_month("2020-03", SampleGrid(), seed=9)
-    assert time.perf_counter() - start < 2.0

@@ -74,6 +74,7 @@ rule train_decoder:
         latents=latent_stores("{backbone}", TRAIN_MONTHS),
         stores=era5_stores(TRAIN_MONTHS),
         stats="resources/stats/era5.json",
+        climatology="resources/stats/era5-climatology.zarr",
         backbone_config="resources/weights/{backbone}/config.json",
     output:
         weights="results/weather/{backbone}/decoder/{target}/model.safetensors",

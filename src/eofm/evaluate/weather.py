@@ -48,7 +48,9 @@ def evaluate_decoder(
     lat = truth.lat.values
     climatology = open_store(climatology_path)[target].load()
     forecasts = {
-        "decoder": predict(weights_path, config_path, latents, lat, truth.lon.values),
+        "decoder": predict(
+            weights_path, config_path, latents, lat, truth.lon.values, climatology_path
+        ),
         "climatology": climatology_forecast(climatology, times),
         "persistence": persistence_forecast(series, times, step_hours),
     }

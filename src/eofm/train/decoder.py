@@ -14,6 +14,8 @@ import xarray as xr
 from torch.utils.data import DataLoader, TensorDataset
 
 from eofm.data.stats import load_stats
+from eofm.data.store import open_store
+from eofm.evaluate.baselines import climatology_forecast
 from eofm.hub import load_weights, read_config, save_weights
 from eofm.io import write_json
 from eofm.models.weather.base import LatentSpec
@@ -26,8 +28,11 @@ from eofm.train.windows import open_months, period_mask
 
 @dataclass(frozen=True, kw_only=True)
 class DecoderSettings(TrainingSettings):
+    """``residual``: learn the departure from the training climatology (see README)."""
+
     target: str
     hidden: tuple[int, ...]
+    residual: bool = False
 
 
 class DecoderModule(L.LightningModule):
@@ -66,6 +71,7 @@ def train_decoder(
     latent_paths: Sequence[str | os.PathLike[str]],
     store_paths: Sequence[str | os.PathLike[str]],
     stats_path: str | os.PathLike[str],
+    climatology_path: str | os.PathLike[str],
     backbone_config_path: str | os.PathLike[str],
     settings: DecoderSettings,
     weights_path: str | os.PathLike[str],
@@ -88,7 +94,11 @@ def train_decoder(
     decoder = VariableDecoder(spec, settings.hidden)
 
     x = torch.as_tensor(latents.values)
-    y = torch.as_tensor(((truth.values - mean) / std).astype(np.float32))
+    if settings.residual:
+        baseline = climatology_baseline(climatology_path, target, latents.time.values)
+    else:
+        baseline = np.float32(mean)
+    y = torch.as_tensor(((truth.values - baseline) / std).astype(np.float32))
     order = np.arange(len(x))
     train_idx, val_idx = split_train_val(order, settings.val_fraction)
     loaders = [
@@ -111,6 +121,7 @@ def train_decoder(
         "latent_spec": asdict(spec),
         "hidden": list(settings.hidden),
         "normalisation": {"mean": mean, "std": std},
+        "residual": "climatology" if settings.residual else None,
         "backbone": read_config(backbone_config_path),
     }
     save_weights(decoder.cpu(), weights_path, config, config_path)
@@ -129,12 +140,23 @@ def train_decoder(
     return summary
 
 
+def climatology_baseline(
+    climatology_path: str | os.PathLike[str], target: str, times: np.ndarray
+) -> np.ndarray:
+    """The training climatology of ``target`` at ``times`` (hour of day), as an array."""
+    climatology = open_store(climatology_path)
+    if target not in climatology:
+        raise KeyError(f"{climatology_path}: no climatology for target {target!r}")
+    return climatology_forecast(climatology[target].load(), times).values
+
+
 def predict(
     weights_path: str | os.PathLike[str],
     config_path: str | os.PathLike[str],
     latents: xr.DataArray,
     lat: np.ndarray,
     lon: np.ndarray,
+    climatology_path: str | os.PathLike[str],
 ) -> xr.DataArray:
     """Decoder prediction in physical units, dims (time, lat, lon)."""
     config = read_config(config_path)
@@ -142,7 +164,11 @@ def predict(
     with torch.no_grad():
         normalised = decoder(torch.as_tensor(latents.values)).numpy()
     norm = config["normalisation"]
-    values = normalised * norm["std"] + norm["mean"]
+    if config.get("residual") == "climatology":
+        baseline = climatology_baseline(climatology_path, config["target"], latents.time.values)
+    else:
+        baseline = norm["mean"]
+    values = normalised * norm["std"] + baseline
     return xr.DataArray(
         values.astype(np.float32),
         dims=("time", "lat", "lon"),
