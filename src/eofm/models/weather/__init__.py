@@ -11,7 +11,7 @@ from eofm.models.weather.base import BackboneAdapter, LatentSpec, WeatherSample
 
 __all__ = ["MODELS", "BackboneAdapter", "LatentSpec", "WeatherSample", "get_adapter"]
 
-MODELS = ("aurora",)
+MODELS = ("aurora", "climax")
 
 
 def get_adapter(
@@ -20,8 +20,13 @@ def get_adapter(
     """The adapter for ``model`` on the grid of the static store at ``static_path``."""
     static = open_store(static_path).load()
     fields = {name: static[name].values for name in STATIC if name in static}
+    grid = (static.lat.values, static.lon.values, tuple(levels), fields)
     if model == "aurora":
         from eofm.models.weather.aurora import AuroraAdapter
 
-        return AuroraAdapter(size, static.lat.values, static.lon.values, tuple(levels), fields)
+        return AuroraAdapter(size, *grid)
+    if model == "climax":
+        from eofm.models.weather.climax import ClimaXAdapter
+
+        return ClimaXAdapter(size, *grid)
     raise ValueError(f"unknown weather model {model!r}; expected one of {list(MODELS)}")
