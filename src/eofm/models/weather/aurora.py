@@ -18,7 +18,7 @@ from aurora import Aurora, Batch, Metadata
 from torch import nn
 
 from eofm.data.variables import ATMOSPHERIC, STATIC, SURFACE
-from eofm.models.weather.base import LatentSpec, WeatherSample
+from eofm.models.weather.base import LatentSpec, WeatherSample, check_grid
 
 # Constructor arguments per size. ``small`` and ``full`` are AuroraSmallPretrained and
 # Aurora (1.3 B) without LoRA, so official checkpoints load into them.
@@ -72,21 +72,11 @@ class AuroraAdapter:
         levels: tuple[int, ...],
         static: dict[str, np.ndarray],
     ) -> None:
-        if size not in SIZES:
-            raise ValueError(f"aurora: unknown size {size!r}; expected one of {sorted(SIZES)}")
         self.size = size
-        self.lat = np.array(lat, dtype=np.float64)
-        self.lon = np.array(lon, dtype=np.float64)
-        self.levels = tuple(int(level) for level in levels)
-        missing = [name for name in STATIC if name not in static]
-        if missing:
-            raise ValueError(f"aurora: static fields {missing} missing; expected {list(STATIC)}")
+        self.lat, self.lon, self.levels = check_grid(
+            self.name, size, SIZES, lat, lon, levels, static, PATCH_SIZE
+        )
         self.static = {name: torch.as_tensor(static[name], dtype=torch.float32) for name in STATIC}
-        height, width = len(self.lat), len(self.lon)
-        if height % PATCH_SIZE or width % PATCH_SIZE:
-            raise ValueError(
-                f"aurora: grid {height}×{width} must be a multiple of the patch size {PATCH_SIZE}"
-            )
 
     def config(self) -> dict[str, Any]:
         """Everything needed to rebuild the same module (saved beside the weights)."""

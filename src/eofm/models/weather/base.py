@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import nn
+
+from eofm.data.variables import STATIC
 
 
 @dataclass(frozen=True)
@@ -67,3 +70,28 @@ class BackboneAdapter(Protocol):
     def forecast_loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
         """Next-step forecast loss in normalised units, used to pretrain from scratch."""
         ...
+
+
+def check_grid(
+    model: str,
+    size: str,
+    sizes: dict[str, Any],
+    lat: np.ndarray,
+    lon: np.ndarray,
+    levels: Sequence[int],
+    static: dict[str, np.ndarray],
+    patch_size: int,
+) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    """Validate what every adapter is built from; return (lat, lon, levels) as owned copies."""
+    if size not in sizes:
+        raise ValueError(f"{model}: unknown size {size!r}; expected one of {sorted(sizes)}")
+    missing = [name for name in STATIC if name not in static]
+    if missing:
+        raise ValueError(f"{model}: static fields {missing} missing; expected {list(STATIC)}")
+    lat = np.array(lat, dtype=np.float64)
+    lon = np.array(lon, dtype=np.float64)
+    if len(lat) % patch_size or len(lon) % patch_size:
+        raise ValueError(
+            f"{model}: grid {len(lat)}×{len(lon)} must be a multiple of the patch size {patch_size}"
+        )
+    return lat, lon, tuple(int(level) for level in levels)

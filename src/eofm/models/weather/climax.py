@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from eofm.data.variables import ATMOSPHERIC, STATIC, SURFACE
-from eofm.models.weather.base import LatentSpec, WeatherSample
+from eofm.models.weather.base import LatentSpec, WeatherSample, check_grid
 
 # Constructor arguments per size. ``full`` is the official ClimaX configuration, so the
 # published checkpoints load into it.
@@ -523,20 +523,11 @@ class ClimaXAdapter:
         levels: tuple[int, ...],
         static: dict[str, np.ndarray],
     ) -> None:
-        if size not in SIZES:
-            raise ValueError(f"climax: unknown size {size!r}; expected one of {sorted(SIZES)}")
         self.size = size
-        self.lat = np.array(lat, dtype=np.float64)
-        self.lon = np.array(lon, dtype=np.float64)
-        self.levels = tuple(int(level) for level in levels)
-        missing = [name for name in STATIC if name not in static]
-        if missing:
-            raise ValueError(f"climax: static fields {missing} missing; expected {list(STATIC)}")
+        self.lat, self.lon, self.levels = check_grid(
+            self.name, size, SIZES, lat, lon, levels, static, PATCH_SIZE
+        )
         height, width = len(self.lat), len(self.lon)
-        if height % PATCH_SIZE or width % PATCH_SIZE:
-            raise ValueError(
-                f"climax: grid {height}×{width} must be a multiple of the patch size {PATCH_SIZE}"
-            )
         self.variables, self.out_variables = channel_names(self.levels)
         loc, scale = channel_stats(self.levels)
         self._loc = torch.as_tensor(loc, dtype=torch.float32)[:, None, None]
