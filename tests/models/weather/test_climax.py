@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from eofm.data.sample import SampleGrid, generate_period, generate_static
+from eofm.data.sample import SampleGrid, generate_static
 from eofm.hub import load_weights, save_weights
 from eofm.models.weather.climax import (
     ClimaX,
@@ -15,28 +15,14 @@ from eofm.models.weather.climax import (
     load_official_state_dict,
 )
 from eofm.models.weather.decoder import unpatchify
-from eofm.train.windows import ForecastWindows
 
 GRID = SampleGrid(nlat=16, nlon=32)
 VARS = ("a", "b", "c")
 
 
 @pytest.fixture(scope="module")
-def adapter_and_data():
-    static = generate_static(GRID, seed=1)
-    times = np.arange(
-        np.datetime64("2020-01-01T00"), np.datetime64("2020-01-02T06"), np.timedelta64(6, "h")
-    ).astype("datetime64[ns]")
-    ds = generate_period(times, GRID, seed=1)
-    adapter = ClimaXAdapter(
-        "tiny",
-        static.lat.values,
-        static.lon.values,
-        GRID.levels,
-        {k: static[k].values for k in static.data_vars},
-    )
-    windows = ForecastWindows(ds, times[2:5], step_hours=6)
-    return adapter, windows
+def adapter_and_data(make_adapter_and_windows):
+    return make_adapter_and_windows(ClimaXAdapter)
 
 
 def _small_climax(
