@@ -9,8 +9,6 @@ from eofm.data.sample import SampleGrid, generate_static
 from eofm.hub import load_weights, save_weights
 from eofm.models.weather.aurora import AuroraAdapter
 
-GRID = SampleGrid(nlat=16, nlon=32)
-
 
 @pytest.fixture(scope="module")
 def adapter_and_data(make_adapter_and_windows):
