@@ -5,11 +5,20 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+import numpy as np
+
 from eofm.data.store import open_store
 from eofm.data.variables import STATIC
 from eofm.models.weather.base import BackboneAdapter, LatentSpec, WeatherSample
 
-__all__ = ["MODELS", "BackboneAdapter", "LatentSpec", "WeatherSample", "get_adapter"]
+__all__ = [
+    "MODELS",
+    "BackboneAdapter",
+    "LatentSpec",
+    "WeatherSample",
+    "adapter_for",
+    "get_adapter",
+]
 
 MODELS = ("aurora", "climax")
 
@@ -20,7 +29,19 @@ def get_adapter(
     """The adapter for ``model`` on the grid of the static store at ``static_path``."""
     static = open_store(static_path).load()
     fields = {name: static[name].values for name in STATIC if name in static}
-    grid = (static.lat.values, static.lon.values, tuple(levels), fields)
+    return adapter_for(model, size, static.lat.values, static.lon.values, levels, fields)
+
+
+def adapter_for(
+    model: str,
+    size: str,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    levels: Sequence[int],
+    static: dict[str, np.ndarray],
+) -> BackboneAdapter:
+    """The adapter for ``model`` on an explicit grid (benchmarks build grids without a store)."""
+    grid = (lat, lon, tuple(levels), static)
     if model == "aurora":
         from eofm.models.weather.aurora import AuroraAdapter
 
