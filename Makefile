@@ -16,7 +16,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[torch,dev]' 2>&1 | $(PIP_FILTER)
-	$(BIN)/python -c "import eofm, torch, aurora, snakemake, zarr, rasterio, huggingface_hub"
+	$(BIN)/python -c "import eofm, torch, aurora, PrithviWxC, snakemake, zarr, rasterio, huggingface_hub"
 	touch $@
 
 demo: install

@@ -8,8 +8,9 @@ import torch
 from eofm.hub import load_weights, save_weights
 from eofm.models.weather.aurora import AuroraAdapter
 from eofm.models.weather.climax import ClimaXAdapter
+from eofm.models.weather.prithvi_wxc import PrithviWxCAdapter
 
-ADAPTERS = [AuroraAdapter, ClimaXAdapter]
+ADAPTERS = [AuroraAdapter, ClimaXAdapter, PrithviWxCAdapter]
 
 
 @pytest.fixture(scope="module", params=ADAPTERS, ids=lambda cls: cls.name)

@@ -20,7 +20,7 @@ __all__ = [
     "get_adapter",
 ]
 
-MODELS = ("aurora", "climax")
+MODELS = ("aurora", "climax", "prithvi_wxc")
 
 
 def get_adapter(
@@ -50,4 +50,8 @@ def adapter_for(
         from eofm.models.weather.climax import ClimaXAdapter
 
         return ClimaXAdapter(size, *grid)
+    if model == "prithvi_wxc":
+        from eofm.models.weather.prithvi_wxc import PrithviWxCAdapter
+
+        return PrithviWxCAdapter(size, *grid)
     raise ValueError(f"unknown weather model {model!r}; expected one of {list(MODELS)}")

@@ -18,7 +18,7 @@ from aurora import Aurora, Batch, Metadata
 from torch import nn
 
 from eofm.data.variables import ATMOSPHERIC, STATIC, SURFACE
-from eofm.models.weather.base import LatentSpec, WeatherSample, check_grid
+from eofm.models.weather.base import LatentSpec, WeatherSample, capture_output, check_grid
 
 # Constructor arguments per size. ``small`` and ``full`` are AuroraSmallPretrained and
 # Aurora (1.3 B) without LoRA, so official checkpoints load into them.
@@ -53,10 +53,6 @@ class AuroraPair:
 
     inputs: Batch
     target: Batch
-
-
-class _StopForward(Exception):
-    """Raised by the latent hook: everything after the backbone is not needed."""
 
 
 class AuroraAdapter:
@@ -143,23 +139,10 @@ class AuroraAdapter:
 
     def encode(self, model: nn.Module, batch: AuroraPair) -> torch.Tensor:
         """Surface-level backbone latent, shaped (B, H/p, W/p, 2·embed)."""
-        captured: list[torch.Tensor] = []
-
-        def hook(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
-            captured.append(output)
-            raise _StopForward
-
-        handle = model.backbone.register_forward_hook(hook)
-        try:
-            model(batch.inputs)
-        except _StopForward:
-            pass
-        finally:
-            handle.remove()
-        if not captured:
-            raise RuntimeError("aurora: the backbone hook did not fire; latent not captured")
+        tokens = capture_output(
+            model.backbone, lambda: model(batch.inputs), "aurora: the backbone"
+        )  # (B, levels·h·w, D), ordered "B (C H W) D"
         spec = self.latent_spec()
-        tokens = captured[0]  # (B, levels·h·w, D), ordered "B (C H W) D"
         b, _, d = tokens.shape
         latent = tokens.reshape(b, LATENT_LEVELS, spec.height, spec.width, d)
         return latent[:, 0]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -95,3 +95,40 @@ def check_grid(
             f"{model}: grid {len(lat)}×{len(lon)} must be a multiple of the patch size {patch_size}"
         )
     return lat, lon, tuple(int(level) for level in levels)
+
+
+def lat_weights(lat: np.ndarray) -> torch.Tensor:
+    """cos(latitude) weights with mean 1, so a weighted MSE counts area, not grid rows."""
+    weights = np.cos(np.deg2rad(np.asarray(lat, dtype=np.float64)))
+    return torch.as_tensor(weights / weights.mean(), dtype=torch.float32)
+
+
+def to_device(model: nn.Module, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``tensors`` on the device of ``model``'s parameters."""
+    device = next(model.parameters()).device
+    return tuple(t.to(device) for t in tensors)
+
+
+class StopForward(Exception):
+    """Raised by :func:`capture_output`'s hook: the rest of the forward pass is not needed."""
+
+
+def capture_output(module: nn.Module, run: Callable[[], object], what: str) -> Any:
+    """The output of ``module`` (a submodule) during ``run()``, stopping the forward pass
+    right after it, so a latent never pays for the layers behind it."""
+    captured: list[Any] = []
+
+    def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+        captured.append(output)
+        raise StopForward
+
+    handle = module.register_forward_hook(hook)
+    try:
+        run()
+    except StopForward:
+        pass
+    finally:
+        handle.remove()
+    if not captured:
+        raise RuntimeError(f"{what} hook did not fire; latent not captured")
+    return captured[0]

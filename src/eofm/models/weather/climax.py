@@ -30,7 +30,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from eofm.data.variables import ATMOSPHERIC, STATIC, SURFACE
-from eofm.models.weather.base import LatentSpec, WeatherSample, check_grid
+from eofm.models.weather.base import (
+    LatentSpec,
+    WeatherSample,
+    check_grid,
+    lat_weights,
+    to_device,
+)
 
 # Constructor arguments per size. ``full`` is the official ClimaX configuration, so the
 # published checkpoints load into it.
@@ -543,8 +549,7 @@ class ClimaXAdapter:
             fields.append(field)
         n_static = len(STATIC)
         self.static = self._normalise(torch.from_numpy(np.stack(fields)), slice(0, n_static))
-        weights = np.cos(np.deg2rad(self.lat))
-        self._lat_weights = torch.as_tensor(weights / weights.mean(), dtype=torch.float32)
+        self._lat_weights = lat_weights(self.lat)
 
     def config(self) -> dict[str, Any]:
         """Everything needed to rebuild the same module (saved beside the weights)."""
@@ -614,14 +619,14 @@ class ClimaXAdapter:
 
     def encode(self, model: nn.Module, batch: ClimaXPair) -> torch.Tensor:
         """Encoder tokens as a latent grid, shaped (B, H/p, W/p, embed)."""
-        inputs, lead_times = _to_device(model, batch.inputs, batch.lead_times)
+        inputs, lead_times = to_device(model, batch.inputs, batch.lead_times)
         tokens = model.forward_encoder(inputs, lead_times, self.variables)
         spec = self.latent_spec()
         return tokens.reshape(tokens.shape[0], spec.height, spec.width, tokens.shape[-1])
 
     def forecast_loss(self, model: nn.Module, batch: ClimaXPair) -> torch.Tensor:
         """Latitude-weighted MSE of the 6 h forecast in normalised units (ClimaX's loss)."""
-        inputs, lead_times, target, weights = _to_device(
+        inputs, lead_times, target, weights = to_device(
             model, batch.inputs, batch.lead_times, batch.target, self._lat_weights
         )
         pred = model(inputs, lead_times, self.variables, self.out_variables)
@@ -629,8 +634,3 @@ class ClimaXAdapter:
 
     def _normalise(self, x: torch.Tensor, channels: slice) -> torch.Tensor:
         return (x - self._loc[channels]) / self._scale[channels]
-
-
-def _to_device(model: nn.Module, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    device = next(model.parameters()).device
-    return tuple(t.to(device) for t in tensors)
