@@ -8,7 +8,7 @@ with job_log(snakemake.log[0], snakemake.threads):
         snakemake.input.stores,
         snakemake.input.static,
         snakemake.input.weights,
-        snakemake.input.config,
+        snakemake.input.backbone_config,
         snakemake.params.month,
         snakemake.params.step_hours,
         snakemake.output.latents,

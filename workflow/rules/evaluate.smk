@@ -34,6 +34,63 @@ rule evaluate_decoder:
         "../../scripts/evaluate_decoder.py"
 
 
+rule evaluate_finetuned:
+    """The lora/full model run on the test period: metrics and a map per target."""
+    input:
+        unpack(backbone_weights),
+        stores=test_stores(),
+        static=f"resources/era5/{ERA5['source']}/static.zarr",
+        climatology="resources/stats/era5-climatology.zarr",
+        finetuned="results/weather/{backbone}/{mode}/model.safetensors",
+        finetuned_config="results/weather/{backbone}/{mode}/config.json",
+    output:
+        metrics=expand("results/metrics/weather/{{backbone}}/{{mode}}/{target}.json", target=TARGETS),
+        maps=report(
+            expand("results/figures/weather/{{backbone}}/{{mode}}/{target}-map.png", target=TARGETS),
+            caption="../report/map-finetuned.rst",
+            category="Maps",
+            subcategory="{backbone} {mode}",
+        ),
+    params:
+        start=PERIOD["test"]["start"],
+        stop=PERIOD["test"]["stop"],
+        step_hours=ERA5["step_hours"],
+    threads: 2
+    resources:
+        gpu=1,
+    log:
+        "logs/evaluate_finetuned/{backbone}/{mode}.log",
+    benchmark:
+        "benchmarks/evaluate_finetuned/{backbone}/{mode}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../../scripts/evaluate_finetuned.py"
+
+
+rule mode_table:
+    """The paper-style table of one backbone: accuracy per target and cost per mode."""
+    input:
+        metrics=lambda wildcards: [f for m in MODES for f in mode_metrics(wildcards.backbone, m)],
+        training=lambda wildcards: [f for m in MODES for f in mode_training(wildcards.backbone, m)],
+    output:
+        csv=report(
+            "results/tables/weather-modes-{backbone}.csv",
+            caption="../report/modes.rst",
+            category="Skill",
+            labels={"model": "{backbone}", "table": "modes"},
+        ),
+        markdown="results/tables/weather-modes-{backbone}.md",
+    log:
+        "logs/mode_table/{backbone}.log",
+    benchmark:
+        "benchmarks/mode_table/{backbone}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../../scripts/make_mode_table.py"
+
+
 rule skill_table:
     """Decoder vs climatology vs persistence, per target: CSV, Markdown and a bar chart."""
     input:

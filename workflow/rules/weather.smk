@@ -8,16 +8,16 @@ rule pretrain_backbone:
         static=f"resources/era5/{ERA5['source']}/static.zarr",
         qc=store_qc_reports(),
     output:
-        weights="resources/weights/{backbone}/model.safetensors",
-        config="resources/weights/{backbone}/config.json",
+        weights="resources/weights/{backbone}/scratch/model.safetensors",
+        config="resources/weights/{backbone}/scratch/config.json",
         summary=report(
             "results/pretrain/{backbone}.json",
             caption="../report/pretrain.rst",
             category="Backbone",
         ),
     params:
-        model=WEATHER["model"],
-        size=WEATHER["size"],
+        model=lambda wildcards: BACKBONES[wildcards.backbone],
+        size=lambda wildcards: backbone_spec(wildcards.backbone)["size"],
         levels=ERA5["levels"],
         step_hours=ERA5["step_hours"],
         start=PERIOD["train"]["start"],
@@ -37,6 +37,35 @@ rule pretrain_backbone:
         "../../scripts/pretrain_backbone.py"
 
 
+rule import_weights:
+    """Pretrained weights from a local file or the Hugging Face Hub (pinned, sha256-checked),
+    converted into the project's safetensors + config pair."""
+    input:
+        static=f"resources/era5/{ERA5['source']}/static.zarr",
+        local=lambda wildcards: (
+            [backbone_spec(wildcards.backbone)["weights"]["path"]]
+            if "path" in backbone_spec(wildcards.backbone)["weights"]
+            else []
+        ),
+    output:
+        weights="resources/weights/{backbone}/imported/model.safetensors",
+        config="resources/weights/{backbone}/imported/config.json",
+        summary="results/weights/{backbone}.json",
+    params:
+        model=lambda wildcards: BACKBONES[wildcards.backbone],
+        size=lambda wildcards: backbone_spec(wildcards.backbone)["size"],
+        levels=ERA5["levels"],
+        source=lambda wildcards: backbone_spec(wildcards.backbone)["weights"],
+    log:
+        "logs/import_weights/{backbone}.log",
+    benchmark:
+        "benchmarks/import_weights/{backbone}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../../scripts/import_weights.py"
+
+
 rule encode_latents:
     """Run the frozen backbone once per sample; keep the surface latent in Zarr.
 
@@ -45,10 +74,9 @@ rule encode_latents:
     refuses rules that have a `benchmark:`, and every rule here records its cost.
     """
     input:
+        unpack(backbone_weights),
         stores=encode_inputs,
         static=f"resources/era5/{ERA5['source']}/static.zarr",
-        weights="resources/weights/{backbone}/model.safetensors",
-        config="resources/weights/{backbone}/config.json",
     output:
         latents=directory("resources/latents/{backbone}/{month}.zarr"),
         qc="results/qc/latents/{backbone}/{month}.json",
@@ -75,7 +103,7 @@ rule train_decoder:
         stores=era5_stores(TRAIN_MONTHS),
         stats="resources/stats/era5.json",
         climatology="resources/stats/era5-climatology.zarr",
-        backbone_config="resources/weights/{backbone}/config.json",
+        backbone_config=lambda wildcards: backbone_weights(wildcards)["backbone_config"],
     output:
         weights="results/weather/{backbone}/decoder/{target}/model.safetensors",
         config="results/weather/{backbone}/decoder/{target}/config.json",
@@ -97,3 +125,38 @@ rule train_decoder:
         "../../envs/torch.yaml"
     script:
         "../../scripts/train_decoder.py"
+
+
+rule finetune_backbone:
+    """The lora or full mode: the backbone trains online together with one MLP per target."""
+    input:
+        unpack(backbone_weights),
+        stores=era5_stores(TRAIN_MONTHS),
+        static=f"resources/era5/{ERA5['source']}/static.zarr",
+        stats="resources/stats/era5.json",
+        climatology="resources/stats/era5-climatology.zarr",
+    output:
+        weights="results/weather/{backbone}/{mode}/model.safetensors",
+        config="results/weather/{backbone}/{mode}/config.json",
+        summary="results/weather/{backbone}/{mode}/train.json",
+    params:
+        mode="{mode}",
+        targets=TARGETS,
+        step_hours=ERA5["step_hours"],
+        start=PERIOD["train"]["start"],
+        stop=PERIOD["train"]["stop"],
+        hidden=WEATHER["decoder"]["hidden"],
+        residual=WEATHER["decoder"]["residual"],
+        training=WEATHER["finetune"],
+        checkpoint_dir="checkpoints/finetune_backbone/{backbone}/{mode}",
+    threads: 2
+    resources:
+        gpu=1,
+    log:
+        "logs/finetune_backbone/{backbone}/{mode}.log",
+    benchmark:
+        "benchmarks/finetune_backbone/{backbone}/{mode}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../../scripts/finetune_backbone.py"

@@ -19,7 +19,7 @@ import pandas as pd
 
 from eofm.io import atomic_path, read_json
 
-__all__ = ["load_metrics", "skill_table", "to_markdown", "write_table"]
+__all__ = ["load_metrics", "mode_table", "skill_table", "to_markdown", "write_table"]
 
 REQUIRED_KEYS = ("task", "model", "mode", "target", "units", "n_samples", "rmse_climatology")
 COLUMNS = [
@@ -110,6 +110,63 @@ def skill_table(metrics: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         ["task", "model", "target", "mode", "_rank", "method"], kind="stable"
     ).reset_index(drop=True)
     return table[COLUMNS]
+
+
+def mode_table(
+    metrics: Sequence[Mapping[str, Any]], training: Sequence[Mapping[str, Any]]
+) -> pd.DataFrame:
+    """One backbone's modes side by side: cost columns, then RMSE and skill per target.
+
+    ``training`` holds the training summaries (``train.json``): one per target in
+    ``decoder`` mode, whose costs add up (parameters, time per epoch; memory is the
+    largest job's), one per ``lora``/``full`` run. Peak memory is the GPU's allocated
+    peak when training ran on a GPU, else the process's peak RSS.
+    """
+    models = {str(r.get("model")) for r in metrics}
+    if len(models) > 1:
+        raise ValueError(f"metrics of several backbones {sorted(models)}; expected one")
+    cost: dict[str, dict[str, Any]] = {}
+    for number, summary in enumerate(training):
+        mode = str(summary.get("mode", ""))
+        where = f"training summary {number} (mode {mode!r})"
+        entry = cost.setdefault(
+            mode, {"trainable_parameters": 0, "wall_time_per_epoch_s": 0.0, "peak": 0.0}
+        )
+        entry["trainable_parameters"] += int(_number(summary, "trainable_parameters", where))
+        entry["wall_time_per_epoch_s"] += _number(summary, "wall_time_per_epoch_s", where)
+        gpu = summary.get("peak_memory_mb")
+        entry["memory"] = "gpu" if gpu is not None else "rss"
+        peak = _number(summary, "peak_memory_mb" if gpu is not None else "peak_rss_mb", where)
+        entry["peak"] = max(entry["peak"], peak)
+    rows = []
+    for mode in sorted({str(r["mode"]) for r in metrics}, key=_mode_order):
+        if mode not in cost:
+            raise ValueError(f"metrics for mode {mode!r} but no training summary for it")
+        entry = cost[mode]
+        row: dict[str, Any] = {
+            "model": next(iter(models)),
+            "mode": mode,
+            "trainable_parameters": entry["trainable_parameters"],
+            "wall_time_per_epoch_s": entry["wall_time_per_epoch_s"],
+            "peak_memory_mb": entry["peak"],
+            "memory": entry["memory"],
+        }
+        for record in sorted(metrics, key=lambda r: str(r["target"])):
+            if record["mode"] != mode:
+                continue
+            where = f"metrics ({_describe(record)})"
+            rmse = _number(record, f"rmse_{mode}", where)
+            row[f"rmse_{record['target']}"] = rmse
+            row[f"skill_{record['target']}"] = _skill(
+                mode, rmse, _number(record, "rmse_climatology", where)
+            )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _mode_order(mode: str) -> tuple[int, str]:
+    order = ("decoder", "lora", "full")
+    return (order.index(mode) if mode in order else len(order), mode)
 
 
 def to_markdown(df: pd.DataFrame, float_format: str = "{:.4g}") -> str:

@@ -1,4 +1,4 @@
-"""Score a decoder on the held-out period against climatology and persistence."""
+"""Score every fine-tuning mode on the held-out period against climatology and persistence."""
 
 from __future__ import annotations
 
@@ -7,13 +7,16 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import xarray as xr
 
 from eofm.data.store import open_store
 from eofm.evaluate.baselines import climatology_forecast, persistence_forecast
 from eofm.evaluate.metrics import lat_weighted_acc, lat_weighted_rmse
 from eofm.evaluate.plots import plot_maps
+from eofm.hub import read_config
 from eofm.io import write_json
 from eofm.train.decoder import predict, select_target
+from eofm.train.finetune import predict_finetuned
 from eofm.train.latents import load_latents
 from eofm.train.windows import open_months, period_mask
 
@@ -43,26 +46,94 @@ def evaluate_decoder(
         )
     times = latents.time.values
     ds = open_months(store_paths)
-    series = ds[target]
+    truth = select_target(ds, target, times, store_paths)
+    prediction = predict(
+        weights_path, config_path, latents, truth.lat.values, truth.lon.values, climatology_path
+    )
+    header = {"model": model, "mode": "decoder", "test_start": test_start, "test_stop": test_stop}
+    return score_target(
+        prediction, ds, store_paths, climatology_path, step_hours, header, metrics_path, map_path
+    )
+
+
+def evaluate_finetuned(
+    store_paths: Sequence[str | os.PathLike[str]],
+    static_path: str | os.PathLike[str],
+    climatology_path: str | os.PathLike[str],
+    backbone_weights: str | os.PathLike[str],
+    weights_path: str | os.PathLike[str],
+    config_path: str | os.PathLike[str],
+    *,
+    test_start: str,
+    test_stop: str,
+    step_hours: int,
+    metrics_paths: Sequence[str | os.PathLike[str]],
+    map_paths: Sequence[str | os.PathLike[str]],
+) -> list[dict[str, Any]]:
+    """Run a lora/full model over the test period once; score every target it predicts."""
+    config = read_config(config_path)
+    targets = config["targets"]
+    if not len(targets) == len(metrics_paths) == len(map_paths):
+        raise ValueError(
+            f"{config_path}: {len(targets)} targets {targets}, but {len(metrics_paths)} "
+            f"metrics and {len(map_paths)} map paths"
+        )
+    predictions = predict_finetuned(
+        store_paths,
+        static_path,
+        climatology_path,
+        backbone_weights,
+        weights_path,
+        config_path,
+        test_start,
+        test_stop,
+        step_hours,
+    )
+    backbone = config["backbone"]
+    header = {
+        "model": f"{backbone['model']}-{backbone['size']}",
+        "mode": config["mode"],
+        "test_start": test_start,
+        "test_stop": test_stop,
+    }
+    ds = open_months(store_paths)
+    return [
+        score_target(predictions[t], ds, store_paths, climatology_path, step_hours, header, m, f)
+        for t, m, f in zip(targets, metrics_paths, map_paths, strict=True)
+    ]
+
+
+def score_target(
+    prediction: xr.DataArray,
+    ds: xr.Dataset,
+    store_paths: Sequence[str | os.PathLike[str]],
+    climatology_path: str | os.PathLike[str],
+    step_hours: int,
+    header: dict[str, Any],
+    metrics_path: str | os.PathLike[str],
+    map_path: str | os.PathLike[str],
+) -> dict[str, Any]:
+    """Score one prediction against the truth and both baselines at the same times."""
+    target = str(prediction.name)
+    mode = header["mode"]
+    times = prediction.time.values
     truth = select_target(ds, target, times, store_paths)
     lat = truth.lat.values
     climatology = open_store(climatology_path)[target].load()
     forecasts = {
-        "decoder": predict(
-            weights_path, config_path, latents, lat, truth.lon.values, climatology_path
-        ),
+        mode: prediction,
         "climatology": climatology_forecast(climatology, times),
-        "persistence": persistence_forecast(series, times, step_hours),
+        "persistence": persistence_forecast(ds[target], times, step_hours),
     }
     clim_at_times = forecasts["climatology"].values
     metrics: dict[str, Any] = {
         "task": "weather",
-        "model": model,
-        "mode": "decoder",
+        "model": header["model"],
+        "mode": mode,
         "target": target,
         "units": truth.attrs.get("units", ""),
-        "test_start": test_start,
-        "test_stop": test_stop,
+        "test_start": header["test_start"],
+        "test_stop": header["test_stop"],
         "n_samples": len(times),
     }
     for name, forecast in forecasts.items():
@@ -74,8 +145,8 @@ def evaluate_decoder(
     first = {"time": 0}
     plot_maps(
         truth.isel(first),
-        forecasts["decoder"].isel(first).assign_attrs(truth.attrs),
+        prediction.isel(first).assign_attrs(truth.attrs),
         map_path,
-        f"{target} — {model} decoder, {np.datetime_as_string(times[0], unit='h')}",
+        f"{target} — {header['model']} {mode}, {np.datetime_as_string(times[0], unit='h')}",
     )
     return metrics

@@ -86,19 +86,12 @@ def train_decoder(
         time=period_mask(latents.time.values, settings.train_start, settings.train_stop)
     )
     truth = select_target(open_months(store_paths), target, latents.time.values, store_paths)
-    stats = load_stats(stats_path)["variables"]
-    if target not in stats:
-        raise KeyError(f"{stats_path}: no statistics for target {target!r}")
-    mean, std = float(stats[target]["mean"]), float(stats[target]["std"])
-    spec = _spec_from_latents(latents, read_config(backbone_config_path))
+    scaling = TargetScaling.from_stats(stats_path, target, settings.residual)
+    spec = _spec_from_latents(latents)
     decoder = VariableDecoder(spec, settings.hidden)
 
     x = torch.as_tensor(latents.values)
-    if settings.residual:
-        baseline = climatology_baseline(climatology_path, target, latents.time.values)
-    else:
-        baseline = np.float32(mean)
-    y = torch.as_tensor(((truth.values - baseline) / std).astype(np.float32))
+    y = torch.as_tensor(scaling.normalise(truth, climatology_path))
     order = np.arange(len(x))
     train_idx, val_idx = split_train_val(order, settings.val_fraction)
     loaders = [
@@ -120,14 +113,14 @@ def train_decoder(
         "units": truth.attrs.get("units", ""),
         "latent_spec": asdict(spec),
         "hidden": list(settings.hidden),
-        "normalisation": {"mean": mean, "std": std},
-        "residual": "climatology" if settings.residual else None,
+        **scaling.config(),
         "backbone": read_config(backbone_config_path),
     }
     save_weights(decoder.cpu(), weights_path, config, config_path)
     epochs_run = max(1, result["epochs"])
     summary = {
         "task": "train_decoder",
+        "mode": "decoder",
         "target": target,
         "trainable_parameters": count_trainable(decoder),
         "n_train": len(train_idx),
@@ -138,6 +131,62 @@ def train_decoder(
     }
     write_json(summary, summary_path)
     return summary
+
+
+@dataclass(frozen=True)
+class TargetScaling:
+    """How a target is put in O(1) units for training: (x − baseline) / std.
+
+    The baseline is the training mean, or the training climatology at each time's hour
+    of day when ``residual`` (the decoder then learns departures from climatology).
+    """
+
+    target: str
+    mean: float
+    std: float
+    residual: bool
+
+    @classmethod
+    def from_stats(
+        cls, stats_path: str | os.PathLike[str], target: str, residual: bool
+    ) -> TargetScaling:
+        stats = load_stats(stats_path)["variables"]
+        if target not in stats:
+            raise KeyError(f"{stats_path}: no statistics for target {target!r}")
+        return cls(target, float(stats[target]["mean"]), float(stats[target]["std"]), residual)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> TargetScaling:
+        """Read back what :meth:`config` saved beside a model's weights."""
+        norm = config["normalisation"]
+        residual = config.get("residual") == "climatology"
+        return cls(config["target"], norm["mean"], norm["std"], residual)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "normalisation": {"mean": self.mean, "std": self.std},
+            "residual": "climatology" if self.residual else None,
+        }
+
+    def baseline(
+        self, times: np.ndarray, climatology_path: str | os.PathLike[str]
+    ) -> np.ndarray | np.float32:
+        if self.residual:
+            return climatology_baseline(climatology_path, self.target, times)
+        return np.float32(self.mean)
+
+    def normalise(
+        self, truth: xr.DataArray, climatology_path: str | os.PathLike[str]
+    ) -> np.ndarray:
+        """(time, lat, lon) physical values → float32 training targets."""
+        baseline = self.baseline(truth.time.values, climatology_path)
+        return ((truth.values - baseline) / self.std).astype(np.float32)
+
+    def denormalise(
+        self, values: np.ndarray, times: np.ndarray, climatology_path: str | os.PathLike[str]
+    ) -> np.ndarray:
+        """Model outputs (time, lat, lon) → physical units."""
+        return values * self.std + self.baseline(times, climatology_path)
 
 
 def climatology_baseline(
@@ -163,12 +212,8 @@ def predict(
     decoder = load_weights(decoder_from_config(config), weights_path).eval()
     with torch.no_grad():
         normalised = decoder(torch.as_tensor(latents.values)).numpy()
-    norm = config["normalisation"]
-    if config.get("residual") == "climatology":
-        baseline = climatology_baseline(climatology_path, config["target"], latents.time.values)
-    else:
-        baseline = norm["mean"]
-    values = normalised * norm["std"] + baseline
+    scaling = TargetScaling.from_config(config)
+    values = scaling.denormalise(normalised, latents.time.values, climatology_path)
     return xr.DataArray(
         values.astype(np.float32),
         dims=("time", "lat", "lon"),
@@ -192,6 +237,6 @@ def select_target(
     return ds[target].sel(time=times).load()
 
 
-def _spec_from_latents(latents: xr.DataArray, backbone: dict[str, Any]) -> LatentSpec:
+def _spec_from_latents(latents: xr.DataArray) -> LatentSpec:
     _, height, width, channels = latents.shape
-    return LatentSpec(height, width, channels, int(backbone["constructor"]["patch_size"]))
+    return LatentSpec(height, width, channels, int(latents.attrs["patch_size"]))

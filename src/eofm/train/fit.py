@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,8 +51,12 @@ def fit(
     checkpoint_dir: str | os.PathLike[str],
     settings: dict[str, Any],
     seed: int,
+    precision: str | None = None,
 ) -> dict[str, Any]:
-    """Train ``module`` and return its final metrics, wall time and device."""
+    """Train ``module`` and return its final metrics, wall time, device and peak memory.
+
+    ``precision`` is Lightning's (e.g. ``"bf16-mixed"`` for bf16 autocast on a GPU).
+    """
     L.seed_everything(seed, workers=True, verbose=False)
     run_dir = Path(checkpoint_dir) / settings_key(settings)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -61,6 +66,7 @@ def fit(
         max_epochs=epochs,
         accelerator="auto",
         devices=1,
+        precision=precision,
         logger=CSVLogger(run_dir, name="metrics", version=""),
         callbacks=[
             ModelCheckpoint(dirpath=run_dir, save_last=True, save_top_k=0),
@@ -81,8 +87,14 @@ def fit(
         "wall_time_s": elapsed,
         "device": str(trainer.strategy.root_device),
         "peak_memory_mb": _peak_memory_mb(),
+        "peak_rss_mb": peak_rss_mb(),
         "checkpoint_dir": str(run_dir),
     }
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (a Snakemake job is one process)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _peak_memory_mb() -> float | None:

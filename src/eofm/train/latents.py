@@ -112,5 +112,12 @@ def load_latents(
     paths: Sequence[str | os.PathLike[str]],
 ) -> xr.DataArray:
     """All latent stores as one (time, patch_lat, patch_lon, channel) array in memory."""
-    parts = [open_store(p)["latent"] for p in paths]
-    return xr.concat(parts, dim="time").sortby("time").load()
+    stores = [open_store(p) for p in paths]
+    sizes = {int(ds.attrs.get("patch_size", 0)) for ds in stores}
+    if len(sizes) != 1 or 0 in sizes:
+        raise ValueError(
+            f"{[str(p) for p in paths]}: latent stores must share one patch_size attribute; "
+            f"found {sorted(sizes)}"
+        )
+    latents = xr.concat([ds["latent"] for ds in stores], dim="time").sortby("time").load()
+    return latents.assign_attrs(patch_size=sizes.pop())

@@ -59,7 +59,13 @@ class ForecastModule(L.LightningModule):
 
 
 def _batch_len(batch: Any) -> int:
-    return len(batch.inputs.metadata.time)
+    """Samples in an adapter's batch: Aurora's carry metadata, the others are tensors."""
+    metadata = getattr(batch.inputs, "metadata", None)
+    if metadata is not None:
+        return len(metadata.time)
+    if isinstance(batch.inputs, torch.Tensor):
+        return batch.inputs.shape[0]
+    return len(batch.inputs)
 
 
 def split_train_val(times: Any, val_fraction: float) -> tuple[Any, Any]:

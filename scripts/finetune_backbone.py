@@ -1,0 +1,30 @@
+"""Fine-tune a backbone online (lora or full mode) with one MLP head per target."""
+
+from eofm.logs import job_log
+from eofm.train.finetune import FinetuneSettings, finetune
+
+with job_log(snakemake.log[0], snakemake.threads):
+    p = snakemake.params
+    settings = FinetuneSettings(
+        mode=p.mode,
+        targets=tuple(p.targets),
+        hidden=tuple(p.hidden),
+        residual=p.residual,
+        step_hours=p.step_hours,
+        train_start=p.start,
+        train_stop=p.stop,
+        **p.training,
+    )
+    finetune(
+        snakemake.input.stores,
+        snakemake.input.static,
+        snakemake.input.stats,
+        snakemake.input.climatology,
+        snakemake.input.weights,
+        snakemake.input.backbone_config,
+        settings,
+        snakemake.output.weights,
+        snakemake.output.config,
+        snakemake.output.summary,
+        p.checkpoint_dir,
+    )

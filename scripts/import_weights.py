@@ -1,0 +1,17 @@
+"""Import pretrained backbone weights (local file or Hugging Face Hub) as safetensors."""
+
+from eofm.logs import job_log
+from eofm.models.weather.checkpoints import import_weights
+
+with job_log(snakemake.log[0]):
+    p = snakemake.params
+    import_weights(
+        p.model,
+        p.size,
+        p.levels,
+        snakemake.input.static,
+        p.source,
+        snakemake.output.weights,
+        snakemake.output.config,
+        snakemake.output.summary,
+    )

@@ -1,0 +1,156 @@
+"""Pretrained checkpoints into the project's weight files, for every backbone.
+
+Each model's published checkpoints have their own key layout and quirks (Aurora's
+``net.`` prefix and history size, ClimaX's ``channel``/``var`` names and position
+embedding grid, Prithvi WxC's ``model_state`` wrapper). :func:`import_weights` fetches a
+checkpoint (a local file or a pinned, checksummed Hugging Face download), loads it into
+the configured backbone with the model's own adaptation, and writes safetensors + config
+that every downstream rule reads the same way as weights pretrained here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from eofm.hub import (
+    HubWeights,
+    download_weights,
+    load_state_dict_file,
+    save_weights,
+    sha256_file,
+)
+from eofm.io import write_json
+from eofm.models.weather import get_adapter
+
+LOG = logging.getLogger(__name__)
+
+
+def load_fitting(
+    model: nn.Module, state: Mapping[str, torch.Tensor], where: str
+) -> dict[str, list[str]]:
+    """Load every tensor whose name and shape fit; report the rest instead of failing.
+
+    Returns ``{"loaded", "skipped_shape", "missing", "unexpected"}`` key lists.
+    """
+    own = model.state_dict()
+    report: dict[str, list[str]] = {"loaded": [], "skipped_shape": [], "unexpected": []}
+    fitting = {}
+    for name, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{where}: {name!r} is a {type(value).__name__}, expected a tensor")
+        if name not in own:
+            report["unexpected"].append(name)
+        elif value.shape != own[name].shape:
+            report["skipped_shape"].append(name)
+        else:
+            fitting[name] = value
+            report["loaded"].append(name)
+    result = model.load_state_dict(fitting, strict=False)
+    skipped = set(report["skipped_shape"])
+    report["missing"] = [k for k in result.missing_keys if k not in skipped]
+    return report
+
+
+def load_pretrained(
+    model_name: str, module: nn.Module, state: Mapping[str, Any], where: str
+) -> dict[str, list[str]]:
+    """Load an official checkpoint's state dict into ``module`` the way its model expects."""
+    if model_name == "climax":
+        from eofm.models.weather.climax import load_official_state_dict
+
+        return load_official_state_dict(module, state, where)
+    inner = state.get("model_state", state.get("state_dict"))
+    if isinstance(inner, Mapping):  # Prithvi WxC and Lightning checkpoints wrap the weights
+        state = inner
+    state = dict(state)
+    if model_name == "aurora":
+        state = module._adapt_checkpoint(state)  # strips "net.", renames old keys
+        history_key = "encoder.surf_token_embeds.weights.2t"
+        if history_key in state and state[history_key].shape[2] < module.max_history_size:
+            module.adapt_checkpoint_max_history_size(state)
+    return load_fitting(module, state, where)
+
+
+def fetch_checkpoint(source: Mapping[str, str]) -> tuple[Path, dict[str, str]]:
+    """The checkpoint file for a config ``weights:`` entry, and its provenance.
+
+    ``{path[, sha256]}``: a local file (checked when a checksum is given);
+    ``{repo, file, revision, sha256}``: a pinned, verified Hugging Face Hub download.
+    """
+    if "path" in source:
+        path = Path(source["path"])
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: checkpoint file not found (weights.path in config)")
+        digest = sha256_file(path)
+        expected = source.get("sha256")
+        if expected and digest.lower() != expected.lower():
+            raise ValueError(
+                f"{path}: sha256 {digest} does not match weights.sha256 {expected} in config"
+            )
+        return path, {"path": str(path), "sha256": digest}
+    missing = [key for key in ("repo", "file", "revision", "sha256") if key not in source]
+    if missing:
+        raise ValueError(
+            f"weights: {missing} missing; expected a path or repo/file/revision/sha256"
+        )
+    spec = HubWeights(
+        repo_id=source["repo"],
+        filename=source["file"],
+        revision=source["revision"],
+        sha256=source["sha256"],
+    )
+    path = download_weights(spec)
+    provenance = {k: source[k] for k in ("repo", "file", "revision", "sha256")}
+    return path, provenance
+
+
+def import_weights(
+    model: str,
+    size: str,
+    levels: Sequence[int],
+    static_path: str | os.PathLike[str],
+    source: Mapping[str, str],
+    weights_path: str | os.PathLike[str],
+    config_path: str | os.PathLike[str],
+    summary_path: str | os.PathLike[str],
+) -> dict[str, Any]:
+    """Fetch, adapt and save a pretrained backbone; refuse a checkpoint that does not fit."""
+    adapter = get_adapter(model, size, static_path, levels)
+    path, provenance = fetch_checkpoint(source)
+    where = str(path)
+    module = adapter.build()
+    report = load_pretrained(model, module, load_state_dict_file(path), where)
+    total = len(module.state_dict())
+    if not report["loaded"]:
+        raise ValueError(
+            f"{where}: no tensor fits {model}-{size} (unexpected keys "
+            f"{report['unexpected'][:5]}, shape mismatches {report['skipped_shape'][:5]}); "
+            f"is it a {model} checkpoint of size {size!r}?"
+        )
+    if report["missing"] or report["skipped_shape"]:
+        LOG.warning(
+            "%s: %d of %d tensors left at random init (missing %s, shape mismatch %s)",
+            where,
+            total - len(report["loaded"]),
+            total,
+            report["missing"][:5],
+            report["skipped_shape"][:5],
+        )
+    save_weights(module, weights_path, adapter.config(), config_path)
+    summary = {
+        "task": "import_weights",
+        "model": f"{model}-{size}",
+        "source": provenance,
+        "tensors_total": total,
+        "tensors_loaded": len(report["loaded"]),
+        **{k: v for k, v in report.items() if k != "loaded"},
+    }
+    write_json(summary, summary_path)
+    return summary
