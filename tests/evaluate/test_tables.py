@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eofm.evaluate.tables import load_metrics, skill_table, to_markdown, write_table
+from eofm.evaluate.tables import load_metrics, mode_table, skill_table, to_markdown, write_table
 from eofm.io import write_json
 
 
@@ -145,3 +145,45 @@ def test_load_then_table_round_trip(tmp_path):
     table = skill_table(load_metrics(paths))
     assert list(dict.fromkeys(table["target"])) == ["ro", "tp"]
     assert json.loads((tmp_path / "tp.json").read_text())["rmse_decoder"] == 0.001
+
+
+def _summary(mode: str, params: int, epoch_s: float, gpu: float | None, rss: float) -> dict:
+    return {
+        "mode": mode,
+        "trainable_parameters": params,
+        "wall_time_per_epoch_s": epoch_s,
+        "peak_memory_mb": gpu,
+        "peak_rss_mb": rss,
+    }
+
+
+def test_mode_table_sums_decoder_costs_and_orders_modes():
+    metrics = [
+        _record("tp", "full", rmse_full=0.0012),
+        _record("tp", "decoder", rmse_decoder=0.001),
+        _record("ro", "decoder", rmse_decoder=0.0005),
+        _record("ro", "full", rmse_full=0.003),
+    ]
+    training = [
+        _summary("decoder", 100, 0.5, None, 900.0),  # one job per target
+        _summary("decoder", 100, 0.25, None, 950.0),
+        _summary("full", 5000, 3.0, None, 1200.0),
+    ]
+    table = mode_table(metrics, training).set_index("mode")
+    assert list(table.index) == ["decoder", "full"]
+    assert table.loc["decoder", "trainable_parameters"] == 200
+    assert table.loc["decoder", "wall_time_per_epoch_s"] == pytest.approx(0.75)
+    assert table.loc["decoder", "peak_memory_mb"] == 950.0  # the largest job
+    assert table.loc["decoder", "memory"] == "rss"
+    assert table.loc["decoder", "skill_tp"] == pytest.approx(0.5)
+    assert table.loc["full", "skill_ro"] == pytest.approx(1 - 0.003 / 0.002)
+
+
+def test_mode_table_prefers_gpu_memory_and_refuses_uncosted_modes():
+    metrics = [_record("tp", "lora", rmse_lora=0.001)]
+    table = mode_table(metrics, [_summary("lora", 10, 1.0, 2048.0, 900.0)])
+    assert table.loc[0, "peak_memory_mb"] == 2048.0 and table.loc[0, "memory"] == "gpu"
+    with pytest.raises(ValueError, match="no training summary"):
+        mode_table(metrics, [_summary("full", 10, 1.0, None, 900.0)])
+    with pytest.raises(ValueError, match="several backbones"):
+        mode_table([*metrics, _record("tp", "lora", model="climax-tiny")], [])
