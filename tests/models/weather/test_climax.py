@@ -8,6 +8,7 @@ import torch
 
 from eofm.data.sample import SampleGrid, generate_static
 from eofm.models.weather.climax import (
+    OFFICIAL_VARIABLES,
     ClimaX,
     ClimaXAdapter,
     channel_stats,
@@ -25,10 +26,12 @@ def adapter_and_data(make_adapter_and_windows):
 
 
 def _small_climax(
-    img_size: tuple[int, int], out_variables: tuple[str, ...] | None = None
+    img_size: tuple[int, int],
+    out_variables: tuple[str, ...] | None = None,
+    variables: tuple[str, ...] = VARS,
 ) -> ClimaX:
     return ClimaX(
-        VARS,
+        variables,
         img_size=img_size,
         patch_size=2,
         embed_dim=32,
@@ -182,3 +185,35 @@ def test_grid_not_divisible_by_patch_is_refused():
         )
     with pytest.raises(ValueError, match="grid 17×32 must be a multiple of the patch size 2"):
         _small_climax((17, 32))
+
+
+def test_official_variables_are_matched_by_name():
+    """A checkpoint over ClimaX's 48 variables feeds each of the model's channels its own
+    token embedding, variable embedding and head rows; channels it lacks stay as they were."""
+    torch.manual_seed(0)
+    source = _small_climax((16, 32), variables=OFFICIAL_VARIABLES, out_variables=OFFICIAL_VARIABLES)
+    official = {"net." + k: v for k, v in source.state_dict().items()}
+    own = ("lsm", "2t", "msl", "z_500", "t_850", "z_1000")
+    torch.manual_seed(1)
+    model = _small_climax((16, 32), variables=own, out_variables=own[1:])
+    msl_before = model.token_embeds[2].proj.weight.detach().clone()
+    report = load_official_state_dict(
+        model, official, "official.ckpt", checkpoint_variables=OFFICIAL_VARIABLES
+    )
+    assert report["unmapped"] == ["msl", "z_1000"]
+    assert not report["skipped_shape"]
+    for mine, theirs in (("2t", "2m_temperature"), ("z_500", "geopotential_500")):
+        i, j = own.index(mine), OFFICIAL_VARIABLES.index(theirs)
+        assert torch.equal(model.token_embeds[i].proj.weight, source.token_embeds[j].proj.weight)
+        assert torch.equal(model.var_embed[0, i], source.var_embed[0, j])
+    assert torch.equal(model.token_embeds[2].proj.weight, msl_before)
+    # the head predicts t_850 exactly as the source predicts temperature_850
+    source.eval()
+    model.eval()
+    x = torch.randn(1, len(OFFICIAL_VARIABLES), 16, 32)
+    lead = torch.tensor([6.0])
+    with torch.no_grad():
+        theirs = source(x, lead, OFFICIAL_VARIABLES, ("temperature_850",))
+        tokens = source.forward_encoder(x, lead, OFFICIAL_VARIABLES)
+        mine = model.unpatchify(model.head(tokens))[:, own[1:].index("t_850")]
+    torch.testing.assert_close(mine, theirs[:, 0])

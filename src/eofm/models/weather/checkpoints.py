@@ -63,9 +63,13 @@ def load_pretrained(
 ) -> dict[str, list[str]]:
     """Load an official checkpoint's state dict into ``module`` the way its model expects."""
     if model_name == "climax":
-        from eofm.models.weather.climax import load_official_state_dict
+        from eofm.models.weather.climax import OFFICIAL_VARIABLES, load_official_state_dict
 
-        return load_official_state_dict(module, state, where)
+        inner = state.get("state_dict", state)
+        embed = inner.get("net.var_embed", inner.get("net.channel_embed", inner.get("var_embed")))
+        official = embed is not None and embed.shape[1] == len(OFFICIAL_VARIABLES)
+        names = OFFICIAL_VARIABLES if official and embed.shape[1] != len(module.variables) else None
+        return load_official_state_dict(module, state, where, checkpoint_variables=names)
     inner = state.get("model_state", state.get("state_dict"))
     if isinstance(inner, Mapping):  # Prithvi WxC and Lightning checkpoints wrap the weights
         state = inner

@@ -414,12 +414,51 @@ def _ids(names: tuple[str, ...], mapping: dict[str, int], what: str) -> list[int
 # --------------------------------------------------------------------------- official weights
 
 
+# The official checkpoints' 48 input variables (``default_vars`` in ClimaX's configs), in
+# order: static fields, surface fields, then six atmospheric variables on seven levels.
+# Their head predicts every one of them. "lattitude" is ClimaX's own spelling.
+OFFICIAL_LEVELS = (50, 250, 500, 600, 700, 850, 925)
+OFFICIAL_SINGLE = {
+    "lsm": "land_sea_mask",
+    "z": "orography",
+    "2t": "2m_temperature",
+    "10u": "10m_u_component_of_wind",
+    "10v": "10m_v_component_of_wind",
+}
+OFFICIAL_ATMOSPHERIC = {
+    "z": "geopotential",
+    "u": "u_component_of_wind",
+    "v": "v_component_of_wind",
+    "t": "temperature",
+    "r": "relative_humidity",
+    "q": "specific_humidity",
+}
+OFFICIAL_VARIABLES: tuple[str, ...] = (
+    "land_sea_mask",
+    "orography",
+    "lattitude",
+    "2m_temperature",
+    "10m_u_component_of_wind",
+    "10m_v_component_of_wind",
+    *(f"{long}_{level}" for long in OFFICIAL_ATMOSPHERIC.values() for level in OFFICIAL_LEVELS),
+)
+
+
+def official_name(channel: str) -> str:
+    """ClimaX's long name of one of this project's channels ("z_500" → "geopotential_500")."""
+    name, _, level = channel.rpartition("_")
+    if name in OFFICIAL_ATMOSPHERIC and level.isdigit():
+        return f"{OFFICIAL_ATMOSPHERIC[name]}_{level}"
+    return OFFICIAL_SINGLE.get(channel, channel)
+
+
 def load_official_state_dict(
     model: ClimaX,
     state_dict: Mapping[str, torch.Tensor],
     where: str = "checkpoint",
     *,
     token_grid: tuple[int, int] | None = None,
+    checkpoint_variables: Sequence[str] | None = None,
 ) -> dict[str, list[str]]:
     """Load weights in the official key layout into ``model``, as ClimaX's own loader does.
 
@@ -430,8 +469,11 @@ def load_official_state_dict(
     with ``strict=False``. The checkpoint's token grid is taken to have the model's aspect
     ratio unless ``token_grid`` (rows, columns) is given.
 
-    Token embeddings and variable embeddings are matched by index, so ``model.variables``
-    must be in the checkpoint's variable order for them to mean the same variables.
+    Without ``checkpoint_variables`` token embeddings, variable embeddings and head rows
+    are matched by index, so ``model.variables`` must be in the checkpoint's order. With
+    it (e.g. :data:`OFFICIAL_VARIABLES`, whose head predicts every input variable), they
+    are matched by name through :func:`official_name`; the model's channels the checkpoint
+    lacks keep their initialisation and are listed under ``"unmapped"``.
 
     Returns ``{"loaded", "skipped_shape", "missing", "unexpected"}``: the keys loaded, the
     keys skipped for their shape, the model's keys the checkpoint lacks (apart from the
@@ -452,6 +494,9 @@ def load_official_state_dict(
         origin[name] = key
 
     own = model.state_dict()
+    unmapped: list[str] = []
+    if checkpoint_variables is not None:
+        renamed, unmapped = _select_variables(renamed, model, tuple(checkpoint_variables), where)
     if "pos_embed" in renamed:
         renamed["pos_embed"] = _fit_pos_embed(
             renamed["pos_embed"],
@@ -480,7 +525,60 @@ def load_official_state_dict(
     result = model.load_state_dict(fitting, strict=False)
     skipped = set(report["skipped_shape"])
     report["missing"] = [k for k in result.missing_keys if k not in skipped]
+    report["unmapped"] = unmapped
     return report
+
+
+def _select_variables(
+    state: dict[str, torch.Tensor], model: ClimaX, names: tuple[str, ...], where: str
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Reorder per-variable tensors of a checkpoint with variables ``names`` to the model's."""
+    if "var_embed" in state and state["var_embed"].shape[1] != len(names):
+        raise ValueError(
+            f"{where}: var_embed holds {state['var_embed'].shape[1]} variables but "
+            f"{len(names)} checkpoint variable names were given"
+        )
+    index = {name: j for j, name in enumerate(names)}
+    own = model.state_dict()
+    out = {k: v for k, v in state.items() if not k.startswith("token_embeds.")}
+    unmapped = []
+    var_embed = own["var_embed"].clone()
+    for i, channel in enumerate(model.variables):
+        j = _checkpoint_index(index, channel)
+        if j is None:
+            unmapped.append(channel)
+            for key in (k for k in own if k.startswith(f"token_embeds.{i}.")):
+                out[key] = own[key]
+            continue
+        for suffix in ("proj.weight", "proj.bias"):
+            key = f"token_embeds.{j}.{suffix}"
+            if key in state:
+                out[f"token_embeds.{i}.{suffix}"] = state[key]
+        if "var_embed" in state:
+            var_embed[:, i] = state["var_embed"][:, j]
+    if "var_embed" in state:
+        out["var_embed"] = var_embed
+    # the head's last layer has one row per (p, q, variable), variable fastest (unpatchify)
+    last = f"head.{len(model.head) - 1}"
+    p2 = model.patch_size**2
+    for suffix in ("weight", "bias"):
+        key = f"{last}.{suffix}"
+        if key not in state or state[key].shape[0] != len(names) * p2:
+            continue
+        theirs = state[key].reshape(p2, len(names), *state[key].shape[1:])
+        mine = own[key].clone().reshape(p2, len(model.out_variables), *own[key].shape[1:])
+        for i, channel in enumerate(model.out_variables):
+            j = _checkpoint_index(index, channel)
+            if j is not None:
+                mine[:, i] = theirs[:, j]
+        out[key] = mine.reshape(own[key].shape)
+    return out, unmapped
+
+
+def _checkpoint_index(index: dict[str, int], channel: str) -> int | None:
+    """Where ``channel`` sits in a checkpoint: by this project's name, else ClimaX's."""
+    j = index.get(channel)
+    return index.get(official_name(channel)) if j is None else j
 
 
 def _fit_pos_embed(
