@@ -4,9 +4,10 @@ Hub downloads go through the real huggingface_hub client against a fake Hub on 1
 (tests/fakes/hf_hub.py). huggingface_hub reads HF_ENDPOINT and HF_HUB_OFFLINE into
 ``huggingface_hub.constants`` at import; each call then builds the file URL from
 ``constants.HUGGINGFACE_CO_URL_TEMPLATE`` (swapping ``constants.ENDPOINT`` for an
-``endpoint=`` argument) and asks ``constants.is_offline_mode()``. So the ``hub`` fixture
-points the client at the fake by patching those two constants, and isolates the cache,
-token and offline settings from the developer's machine.
+``endpoint=`` argument) and asks ``constants.is_offline_mode()``. So the ``fake_hub``
+fixture (tests/conftest.py) points the client at the fake by patching those two
+constants, and isolates the cache, token and offline settings from the developer's
+machine.
 """
 
 from __future__ import annotations
@@ -18,9 +19,7 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-from huggingface_hub import close_session
 from huggingface_hub import constants as hf_constants
-from huggingface_hub.utils import _detect_agent
 from safetensors.torch import save_file
 from torch import nn
 
@@ -34,7 +33,7 @@ from eofm.hub import (
     save_weights,
     sha256_file,
 )
-from tests.fakes.hf_hub import FakeHub
+from tests.fakes.hf_hub import FakeHub, point_client_at
 
 
 def test_round_trip_and_config(tmp_path):
@@ -107,41 +106,13 @@ def checkpoint(tmp_path_factory):
     return Checkpoint(state, data, {n: hashlib.sha256(b).hexdigest() for n, b in data.items()})
 
 
-def _point_client_at(url, monkeypatch):
-    """What HF_ENDPOINT=url at import would have set: the library reads these per call."""
-    monkeypatch.setattr(hf_constants, "ENDPOINT", url)
-    template = url + "/{repo_id}/resolve/{revision}/{filename}"
-    monkeypatch.setattr(hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
-
-
 @pytest.fixture
-def hub(checkpoint, tmp_path, monkeypatch):
+def hub(fake_hub, checkpoint):
     """The fake Hub with REPO at COMMIT (tag TAG), the client pointed at it and isolated."""
-    for var in (
-        "HF_ENDPOINT",
-        "HF_HUB_OFFLINE",
-        "TRANSFORMERS_OFFLINE",
-        "HF_TOKEN",
-        "HUGGING_FACE_HUB_TOKEN",
-        "HF_OIDC_RESOURCE",
-    ):
-        monkeypatch.delenv(var, raising=False)
-    home = tmp_path / "hf-home"
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(hf_constants, "HF_HOME", str(home))
-    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(home / "hub"))
-    monkeypatch.setattr(hf_constants, "HF_TOKEN_PATH", str(home / "token"))
-    monkeypatch.setattr(hf_constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
-    monkeypatch.setattr(hf_constants, "AGENT_HARNESSES_PATH", str(home / ".agent_harnesses.json"))
-    # as in a fresh process: the library fetches {ENDPOINT}/api/agent-harnesses once
-    monkeypatch.setattr(_detect_agent, "_registry", None)
-    with FakeHub() as fake:
-        for name, data in checkpoint.data.items():
-            fake.add_file(REPO, COMMIT, name, data)
-        fake.add_ref(REPO, TAG, COMMIT)
-        _point_client_at(fake.url, monkeypatch)
-        yield fake
-        close_session()  # drop pooled keep-alive connections to this server
+    for name, data in checkpoint.data.items():
+        fake_hub.add_file(REPO, COMMIT, name, data)
+    fake_hub.add_ref(REPO, TAG, COMMIT)
+    return fake_hub
 
 
 def _spec(checkpoint, filename=FILES[0], revision=COMMIT, **kwargs):
@@ -268,7 +239,7 @@ def test_unpinned_or_unverified_specs_are_refused_unless_allowed(hub, checkpoint
 @pytest.mark.parametrize("how", ["HF_ENDPOINT", "endpoint="])
 def test_endpoint_set_at_call_time_wins(hub, checkpoint, tmp_path, monkeypatch, how):
     with FakeHub() as decoy:  # what the library read at import: must serve no file
-        _point_client_at(decoy.url, monkeypatch)
+        point_client_at(decoy.url, monkeypatch)
         kwargs = {}
         if how == "HF_ENDPOINT":
             monkeypatch.setenv("HF_ENDPOINT", hub.url + "/")

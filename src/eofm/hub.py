@@ -210,8 +210,9 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
 
     ``.safetensors`` is read with safetensors. ``.ckpt``/``.pt``/``.pth``/``.bin`` go through
     ``torch.load(weights_only=True)``, which refuses pickles that need arbitrary Python
-    objects; a top-level ``"state_dict"`` entry (Lightning checkpoints) is unwrapped. The
-    result must map names to tensors. Anything else raises `ValueError` naming the file.
+    objects; a top-level ``"state_dict"`` (Lightning checkpoints) or ``"model_state"``
+    (Prithvi WxC) entry is unwrapped. The result must map names to tensors. Anything else
+    raises `ValueError` naming the file.
     """
     p = Path(path)
     suffix = p.suffix.lower()
@@ -233,8 +234,10 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
         raise ValueError(f"{p}: {_unpickling_reason(str(err))}") from None
     except (RuntimeError, EOFError, ValueError, OSError) as err:
         raise ValueError(f"{p}: not a readable torch file ({_first_line(str(err))})") from None
-    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
-        obj = obj["state_dict"]
+    for wrapper in ("state_dict", "model_state"):  # Lightning, Prithvi WxC
+        if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
+            obj = obj[wrapper]
+            break
     if not isinstance(obj, Mapping):
         raise ValueError(f"{p}: expected a state dict (name -> tensor), got {type(obj).__name__}")
     bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]

@@ -17,7 +17,8 @@ It speaks what huggingface_hub 2.4.0 uses to download one file (no Xet):
   for it (once a process, when building its User-Agent) unless telemetry is disabled.
 
 Every request is recorded (`requests`), so tests can prove what was fetched and that a
-cache hit fetched nothing.
+cache hit fetched nothing. `point_client_at` sends the real client to a fake (the
+``fake_hub`` fixture in tests/conftest.py also isolates its cache, token and settings).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 _RESOLVE = re.compile(r"^/(?P<repo>.+?)/resolve/(?P<rev>[^/]+)/(?P<file>.+)$")
@@ -205,6 +207,15 @@ class FakeHub:
             return 404, {"Content-Type": "text/plain"}, b"no such blob"
         body = entry.data if wrong is None else wrong
         return 200, {"ETag": f'"{sha256}"', "Content-Type": "application/octet-stream"}, body
+
+
+def point_client_at(url: str, monkeypatch: Any) -> None:
+    """What ``HF_ENDPOINT=url`` at import would have set: the library reads these per call."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", url)
+    template = url + "/{repo_id}/resolve/{revision}/{filename}"
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
 
 
 def _error(status: int, code: str, message: str) -> tuple[int, dict, bytes]:

@@ -1,0 +1,76 @@
+"""Fixtures shared across test folders: sample data for the adapters, a fake Hugging Face Hub."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from huggingface_hub import close_session
+from huggingface_hub import constants as hf_constants
+from huggingface_hub.utils import _detect_agent
+
+from eofm.data.sample import SampleGrid, generate_period, generate_static
+from eofm.train.windows import ForecastWindows
+from tests.fakes.hf_hub import FakeHub, point_client_at
+
+GRID = SampleGrid(nlat=16, nlon=32)
+
+
+@pytest.fixture(scope="module")
+def make_adapter_and_windows() -> Callable:
+    """Build ``adapter_class`` on the sample grid, with three forecast windows.
+
+    One day and a quarter, 16×32, 4 levels. ``adapter_class`` is called as
+    ``adapter_class(size, lat, lon, levels, static)``, e.g. ``partial(adapter_for, "aurora")``.
+    """
+
+    def make(adapter_class: type) -> tuple:
+        static = generate_static(GRID, seed=1)
+        times = np.arange(
+            np.datetime64("2020-01-01T00"), np.datetime64("2020-01-02T06"), np.timedelta64(6, "h")
+        ).astype("datetime64[ns]")
+        ds = generate_period(times, GRID, seed=1)
+        adapter = adapter_class(
+            "tiny",
+            static.lat.values,
+            static.lon.values,
+            GRID.levels,
+            {k: static[k].values for k in static.data_vars},
+        )
+        return adapter, ForecastWindows(ds, times[2:5], step_hours=6)
+
+    return make
+
+
+@pytest.fixture
+def fake_hub(tmp_path, monkeypatch):
+    """An empty fake Hub on 127.0.0.1 with the real client pointed at it and isolated.
+
+    huggingface_hub reads HF_ENDPOINT and HF_HUB_OFFLINE into ``huggingface_hub.constants``
+    at import and builds each file URL from those constants, so the client is pointed at
+    the fake by patching them (`point_client_at`); the cache, token and offline settings
+    move under ``tmp_path`` so the developer's machine plays no part.
+    """
+    for var in (
+        "HF_ENDPOINT",
+        "HF_HUB_OFFLINE",
+        "TRANSFORMERS_OFFLINE",
+        "HF_TOKEN",
+        "HUGGING_FACE_HUB_TOKEN",
+        "HF_OIDC_RESOURCE",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    home = tmp_path / "hf-home"
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hf_constants, "HF_HOME", str(home))
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(home / "hub"))
+    monkeypatch.setattr(hf_constants, "HF_TOKEN_PATH", str(home / "token"))
+    monkeypatch.setattr(hf_constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
+    monkeypatch.setattr(hf_constants, "AGENT_HARNESSES_PATH", str(home / ".agent_harnesses.json"))
+    # as in a fresh process: the library fetches {ENDPOINT}/api/agent-harnesses once
+    monkeypatch.setattr(_detect_agent, "_registry", None)
+    with FakeHub() as fake:
+        point_client_at(fake.url, monkeypatch)
+        yield fake
+        close_session()  # drop pooled keep-alive connections to this server
