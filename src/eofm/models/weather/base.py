@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -132,3 +132,29 @@ def capture_output(module: nn.Module, run: Callable[[], object], what: str) -> A
     if not captured:
         raise RuntimeError(f"{what} hook did not fire; latent not captured")
     return captured[0]
+
+
+def load_fitting(
+    model: nn.Module, state: Mapping[str, torch.Tensor], where: str
+) -> dict[str, list[str]]:
+    """Load every tensor whose name and shape fit; report the rest instead of failing.
+
+    Returns ``{"loaded", "skipped_shape", "missing", "unexpected"}`` key lists.
+    """
+    own = model.state_dict()
+    report: dict[str, list[str]] = {"loaded": [], "skipped_shape": [], "unexpected": []}
+    fitting = {}
+    for name, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{where}: {name!r} is a {type(value).__name__}, expected a tensor")
+        if name not in own:
+            report["unexpected"].append(name)
+        elif value.shape != own[name].shape:
+            report["skipped_shape"].append(name)
+        else:
+            fitting[name] = value
+            report["loaded"].append(name)
+    result = model.load_state_dict(fitting, strict=False)
+    skipped = set(report["skipped_shape"])
+    report["missing"] = [k for k in result.missing_keys if k not in skipped]
+    return report

@@ -16,7 +16,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from eofm.hub import (
@@ -28,34 +27,9 @@ from eofm.hub import (
 )
 from eofm.io import write_json
 from eofm.models.weather import get_adapter
+from eofm.models.weather.base import load_fitting
 
 LOG = logging.getLogger(__name__)
-
-
-def load_fitting(
-    model: nn.Module, state: Mapping[str, torch.Tensor], where: str
-) -> dict[str, list[str]]:
-    """Load every tensor whose name and shape fit; report the rest instead of failing.
-
-    Returns ``{"loaded", "skipped_shape", "missing", "unexpected"}`` key lists.
-    """
-    own = model.state_dict()
-    report: dict[str, list[str]] = {"loaded": [], "skipped_shape": [], "unexpected": []}
-    fitting = {}
-    for name, value in state.items():
-        if not isinstance(value, torch.Tensor):
-            raise TypeError(f"{where}: {name!r} is a {type(value).__name__}, expected a tensor")
-        if name not in own:
-            report["unexpected"].append(name)
-        elif value.shape != own[name].shape:
-            report["skipped_shape"].append(name)
-        else:
-            fitting[name] = value
-            report["loaded"].append(name)
-    result = model.load_state_dict(fitting, strict=False)
-    skipped = set(report["skipped_shape"])
-    report["missing"] = [k for k in result.missing_keys if k not in skipped]
-    return report
 
 
 def load_pretrained(

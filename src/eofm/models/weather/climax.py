@@ -35,6 +35,7 @@ from eofm.models.weather.base import (
     WeatherSample,
     check_grid,
     lat_weights,
+    load_fitting,
     to_device,
 )
 
@@ -507,24 +508,7 @@ def load_official_state_dict(
             token_grid,
         )
 
-    report: dict[str, list[str]] = {
-        "loaded": [],
-        "skipped_shape": [],
-        "missing": [],
-        "unexpected": [],
-    }
-    fitting: dict[str, torch.Tensor] = {}
-    for name, value in renamed.items():
-        if name not in own:
-            report["unexpected"].append(name)
-        elif value.shape != own[name].shape:
-            report["skipped_shape"].append(name)
-        else:
-            fitting[name] = value
-            report["loaded"].append(name)
-    result = model.load_state_dict(fitting, strict=False)
-    skipped = set(report["skipped_shape"])
-    report["missing"] = [k for k in result.missing_keys if k not in skipped]
+    report = load_fitting(model, renamed, where)
     report["unmapped"] = unmapped
     return report
 
