@@ -1,0 +1,475 @@
+"""FireCube-like sample generator that uses the real FireCube per-variable statistics.
+
+FireCube (Prapas, Kondylatos, Papoutsis; CC-BY-4.0) is a daily ~1 km datacube of Greece
+(dims time/y/x, EPSG:4326, lon 18.7-28.9, lat 42.3-34.3). The statistics file
+(``mean_std_train.json`` from HakamShams/LOAN, MIT) gives min/max/mean/std per variable of
+the training split under LOAN's variable names; ``DYNAMIC_STATS_KEYS`` and
+``STATIC_STATS_KEYS`` map the datacube's names onto them.
+
+Values are generated in the units of the statistics, which differ from the datacube's
+``units`` attribute for a few variables (see ``STATS_UNIT_NOTES``):
+
+- ndvi, evi: the statistics are the index times 1e8 (range -2e7..1e8 = -0.2..1.0).
+- fapar: listed in '%', the statistics are a fraction; max 2.54 is the MODIS fill 254*0.01.
+- lai: max 25.4 is the MODIS fill 254*0.1; et: max 3276.6 is the fill 32766*0.1. The
+  fill values also inflate these variables' mean and std.
+- max_rh/min_rh/avg_rh: listed in '%', the statistics are fractions (mean 0.66).
+- ROAD_DISTANCE, WATERWAY_DISTANCE: listed in 'meters', the statistics (max 49, 57) look
+  like kilometres.
+
+The fields are smooth in space (Gaussian-filtered noise) and time (AR(1)), with a seasonal
+cycle for temperature, vegetation, humidity, soil moisture and precipitation, and cheap
+physical links: temperature falls with elevation, surface pressure falls with elevation,
+relative humidity is anti-correlated with temperature, fwi rises with temperature and
+dryness, ignition points are rare and more likely where fwi is high, burned areas grow
+around ignition points, number_of_fires counts the ignition points of each day. Land-cover
+fractions are drawn independently per class (they do not sum to one), there is no sea mask
+and the CLC mode variables (no statistics) are not generated.
+
+Each variable draws from its own random stream keyed by (seed, variable name), so a seed
+gives bit-identical output.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from numpy.typing import ArrayLike
+from scipy import ndimage
+from scipy.special import ndtr, ndtri
+
+LON_RANGE = (18.7, 28.9)  # x ascending
+LAT_RANGE = (42.3, 34.3)  # y descending
+CRS = "EPSG:4326"
+STAT_NAMES = ("min", "max", "mean", "std")
+GROUPS = ("dynamic", "static", "clc")
+
+# Datacube variable name -> LOAN statistics key (group "dynamic").
+DYNAMIC_STATS_KEYS: dict[str, str] = {
+    "ndvi": "1 km 16 days NDVI",
+    "evi": "1 km 16 days EVI",
+    "et": "ET_500m",
+    "lst_day": "LST_Day_1km",
+    "lst_night": "LST_Night_1km",
+    "fapar": "Fpar_500m",
+    "lai": "Lai_500m",
+    "max_u10": "era5_max_u10",
+    "max_v10": "era5_max_v10",
+    "max_d2m": "era5_max_d2m",
+    "max_t2m": "era5_max_t2m",
+    "max_sp": "era5_max_sp",
+    "max_tp": "era5_max_tp",
+    "min_u10": "era5_min_u10",
+    "min_v10": "era5_min_v10",
+    "min_d2m": "era5_min_d2m",
+    "min_t2m": "era5_min_t2m",
+    "min_sp": "era5_min_sp",
+    "min_tp": "era5_min_tp",
+    "avg_u10": "era5_avg_u10",
+    "avg_v10": "era5_avg_v10",
+    "avg_d2m": "era5_avg_d2m",
+    "avg_t2m": "era5_avg_t2m",
+    "avg_sp": "era5_avg_sp",
+    "avg_tp": "era5_avg_tp",
+    "smian": "smian",
+    "sminx": "sminx",
+    "fwi": "fwi",
+    "max_wind_u10": "era5_max_wind_u10",
+    "max_wind_v10": "era5_max_wind_v10",
+    "max_wind_speed": "era5_max_wind_speed",
+    "max_wind_direction": "era5_max_wind_direction",
+    "max_rh": "era5_max_rh",
+    "min_rh": "era5_min_rh",
+    "avg_rh": "era5_avg_rh",
+}
+
+POP_YEARS = tuple(range(2009, 2022))
+CLC_YEARS = (2006, 2012, 2018)
+CLC_CLASSES = (
+    "artificial_surfaces",
+    "discontinuous_urban",
+    "arable_land",
+    "permanent_crops",
+    "pastures",
+    "general_agricultural",
+    "forest",
+    "misc_vegetation",
+    "misc_no_vegetation",
+    "water",
+)
+
+# Datacube variable name -> (statistics group, key) for the static (y, x) variables.
+STATIC_STATS_KEYS: dict[str, tuple[str, str]] = {
+    "DEM": ("static", "dem_mean"),
+    "SLOPE": ("static", "slope_mean"),
+    "ASPECT": ("static", "aspect_mean"),
+    "ROUGHNESS": ("static", "roughness_mean"),
+    "ROAD_DISTANCE": ("static", "roads_distance"),
+    "WATERWAY_DISTANCE": ("static", "waterway_distance"),
+    **{f"POP_DENS_{year}": ("static", "population_density") for year in POP_YEARS},
+    **{
+        f"CLC_{year}_{k}": ("clc", f"clc_{k}")
+        for year in CLC_YEARS
+        for k in range(len(CLC_CLASSES))
+    },
+}
+
+STATS_UNIT_NOTES: dict[str, str] = {
+    "ndvi": "values are NDVI x 1e8, as in the statistics",
+    "evi": "values are EVI x 1e8, as in the statistics",
+    "fapar": "values are a fraction (not %); statistics include the MODIS fill 2.54",
+    "lai": "statistics include the MODIS fill 25.4",
+    "et": "statistics include the MODIS fill 3276.6",
+    "max_rh": "values are a fraction (not %), as in the statistics",
+    "min_rh": "values are a fraction (not %), as in the statistics",
+    "avg_rh": "values are a fraction (not %), as in the statistics",
+    "ROAD_DISTANCE": "values are in the statistics' units (apparently km, not meters)",
+    "WATERWAY_DISTANCE": "values are in the statistics' units (apparently km, not meters)",
+}
+
+# (units, long_name) copied from the datacube listing dataset_greece_v1.0.txt.
+_ERA5_ATTRS = {
+    "u10": ("m/s", "10 metre U wind component"),
+    "v10": ("m/s", "10 metre V wind component"),
+    "d2m": ("K", "2 metre dewpoint temperature"),
+    "t2m": ("K", "2 metre temperature"),
+    "sp": ("Pa", "Surface pressure"),
+    "tp": ("m", "Total precipitation"),
+}
+ATTRS: dict[str, tuple[str, str]] = {
+    "burned_areas": ("unitless", "Rasterized burned polygons"),
+    "ignition_points": ("unitless", "Rasterized ignition points"),
+    "number_of_fires": ("unitless", "Daily number of fires"),
+    "ndvi": ("unitless", "16-day NDVI"),
+    "evi": ("unitless", "16-day EVI"),
+    "et": ("kg/m^2/8day", "8-day Evapotranspiration"),
+    "lst_day": ("K", "Day Land Surface Temperature"),
+    "lst_night": ("K", "Night Land Surface Temperature"),
+    "fapar": ("%", "Fraction of Absorbed Photosynthetically Active Radiation"),
+    "lai": ("unitless", "Leaf Area Index"),
+    **{
+        f"{prefix}_{var}": (units, f"{label} {name}")
+        for prefix, label in (("max", "Max"), ("min", "Min"), ("avg", "Avg"))
+        for var, (units, name) in _ERA5_ATTRS.items()
+    },
+    # the listing's capitalisation differs from the pattern for these two
+    "min_sp": ("Pa", "Min Surface Pressure"),
+    "avg_tp": ("m", "Avg total precipitation"),
+    "smian": ("unitless", "Soil moisture index anomaly"),
+    "sminx": ("unitless", "Soil moisture index"),
+    "fwi": ("unitless", "Fire Weather Index"),
+    "max_wind_u10": ("m/s", "10 metre U wind of Max Wind"),
+    "max_wind_v10": ("m/s", "10 metre V wind of Max Wind"),
+    "max_wind_speed": ("m/s", "Max wind speed norm"),
+    "max_wind_direction": ("degrees", "Wind direction of Max Wind"),
+    "max_rh": ("%", "Max Relative humidity"),
+    "min_rh": ("%", "Min Relative humidity"),
+    "avg_rh": ("%", "Avg Relative humidity"),
+    "DEM": ("m", "Elevation"),
+    "SLOPE": ("degrees", "Slope"),
+    "ASPECT": ("degrees", "Aspect"),
+    "ROUGHNESS": ("unitless", "Roughness"),
+    "ROAD_DISTANCE": ("meters", "Distance from roads"),
+    "WATERWAY_DISTANCE": ("meters", "Distance from waterways"),
+    **{f"POP_DENS_{y}": ("humans/km^2", f"Population density ({y})") for y in POP_YEARS},
+    **{
+        f"CLC_{year}_{k}": ("/100 %", f"Fraction of lc class {k} ({name})")
+        for year in CLC_YEARS
+        for k, name in enumerate(CLC_CLASSES)
+    },
+}
+
+UNIFORM = {"max_wind_direction", "ASPECT"}  # circular variables: uniform on [min, max]
+
+
+@dataclass(frozen=True)
+class VarStats:
+    min: float
+    max: float
+    mean: float
+    std: float
+
+
+@dataclass(frozen=True)
+class FireCubeStats:
+    """Statistics per group ('dynamic', 'static', 'clc') and LOAN key."""
+
+    groups: dict[str, dict[str, VarStats]]
+    source: str
+
+    def for_variable(self, name: str) -> VarStats:
+        """Statistics of a datacube variable (e.g. 'ndvi', 'DEM', 'CLC_2018_6')."""
+        if name in DYNAMIC_STATS_KEYS:
+            group, key = "dynamic", DYNAMIC_STATS_KEYS[name]
+        elif name in STATIC_STATS_KEYS:
+            group, key = STATIC_STATS_KEYS[name]
+        else:
+            raise KeyError(f"FireCube: no statistics mapping for variable {name!r}")
+        return self.groups[group][key]
+
+
+def load_firecube_stats(path: str | Path) -> FireCubeStats:
+    """Parse LOAN's ``mean_std_train.json``; every mapped variable must have all 4 stats."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"FireCube statistics file not found: {path}") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    required: dict[str, dict[str, str]] = {g: {} for g in GROUPS}
+    for name, key in DYNAMIC_STATS_KEYS.items():
+        required["dynamic"].setdefault(key, name)
+    for name, (group, key) in STATIC_STATS_KEYS.items():
+        required[group].setdefault(key, name)
+    groups: dict[str, dict[str, VarStats]] = {}
+    for group in GROUPS:
+        block = raw.get(group) if isinstance(raw, dict) else None
+        if not isinstance(block, dict):
+            raise ValueError(f"{path}: missing group {group!r} (expected keys {GROUPS})")
+        for stat in STAT_NAMES:
+            if not isinstance(block.get(stat), dict):
+                raise ValueError(f"{path}: missing {group!r}/{stat!r}")
+        groups[group] = {}
+        for key, name in required[group].items():
+            values = {}
+            for stat in STAT_NAMES:
+                if key not in block[stat]:
+                    raise ValueError(
+                        f"{path}: missing {group}/{stat}/{key!r} (datacube variable {name!r})"
+                    )
+                values[stat] = float(block[stat][key])
+            vs = VarStats(**values)
+            if not (vs.min <= vs.mean <= vs.max and vs.std >= 0):
+                raise ValueError(f"{path}: inconsistent statistics for {group}/{key!r}: {vs}")
+            groups[group][key] = vs
+    return FireCubeStats(groups=groups, source=str(path))
+
+
+# ---------------------------------------------------------------- random fields
+
+
+def _rng(seed: int, name: str) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(name.encode())])
+
+
+def _standardize(a: np.ndarray) -> np.ndarray:
+    std = a.std()
+    return (a - a.mean()) / (std if std > 0 else 1.0)
+
+
+def _smooth(rng: np.random.Generator, shape: tuple[int, ...], sigma: float, rho: float = 0.0):
+    """Unit-variance noise, Gaussian-smoothed over (y, x) and AR(1) with ``rho`` over time."""
+    white = rng.standard_normal(shape)
+    sig = (0.0,) * (len(shape) - 2) + (sigma, sigma)
+    field = ndimage.gaussian_filter(white, sigma=sig, mode="wrap")
+    if len(shape) == 3 and rho > 0:
+        for t in range(1, shape[0]):
+            field[t] = rho * field[t - 1] + np.sqrt(1 - rho**2) * field[t]
+    return _standardize(field)
+
+
+def _mix(*parts: tuple[float, np.ndarray]) -> np.ndarray:
+    """Weighted sum of (roughly independent) unit-variance fields, rescaled to unit variance."""
+    total = sum(w * f for w, f in parts)
+    return total / np.sqrt(sum(w * w for w, _ in parts))
+
+
+def _season(doy: np.ndarray, peak_doy: float) -> np.ndarray:
+    """Unit-variance annual cycle peaking on ``peak_doy``, shaped (time, 1, 1)."""
+    return (np.sqrt(2) * np.cos(2 * np.pi * (doy - peak_doy) / 365.25))[:, None, None]
+
+
+def _to_values(z: np.ndarray, s: VarStats, uniform: bool = False) -> np.ndarray:
+    """Map a standard-normal field onto the statistics' moments and clip to [min, max].
+
+    Skewed variables (mean less than 2 std above the min: precipitation, fwi, population,
+    distances...) use a shifted log-normal with the same mean and std; circular ones are
+    uniform on [min, max]; the rest are normal.
+    """
+    if uniform:
+        values = s.min + (s.max - s.min) * ndtr(z)
+    elif s.std > 0 and s.mean - s.min < 2 * s.std:
+        m = s.mean - s.min
+        sig2 = np.log1p((s.std / m) ** 2)
+        values = s.min + np.exp(np.log(m) - sig2 / 2 + np.sqrt(sig2) * z)
+    else:
+        values = s.mean + s.std * z
+    lo, hi = np.float32(s.min), np.float32(s.max)
+    if lo < s.min:
+        lo = np.nextafter(lo, np.float32(np.inf))
+    if hi > s.max:
+        hi = np.nextafter(hi, np.float32(-np.inf))
+    return np.clip(values.astype(np.float32), lo, hi)
+
+
+# ---------------------------------------------------------------- generator
+
+
+def generate_firecube(
+    stats: FireCubeStats,
+    times: ArrayLike,
+    ny: int = 64,
+    nx: int = 80,
+    seed: int = 0,
+    fire_rate: float = 1e-3,
+) -> xr.Dataset:
+    """A FireCube-like dataset on ``times`` over the real extent with ``ny`` x ``nx`` pixels.
+
+    ``fire_rate`` is the mean daily probability of an ignition per pixel (the real cube's
+    is far lower, ~1e-5, which leaves small samples without fires).
+    """
+    time = np.asarray(times, dtype="datetime64[ns]").reshape(-1)
+    if time.size == 0 or ny < 2 or nx < 2:
+        raise ValueError(f"generate_firecube: need >= 1 time and ny, nx >= 2, got {ny}x{nx}")
+    nt = time.size
+    doy = ((time - time.astype("datetime64[Y]")) / np.timedelta64(1, "D")).astype(float) + 1
+    sigma = max(1.0, min(ny, nx) / 8)
+    shape3, shape2 = (nt, ny, nx), (ny, nx)
+
+    def noise3(name: str, rho: float = 0.7) -> np.ndarray:
+        return _smooth(_rng(seed, name), shape3, sigma, rho)
+
+    def noise2(name: str, scale: float = 1.0) -> np.ndarray:
+        return _smooth(_rng(seed, name), shape2, sigma * scale)
+
+    # shared latent fields (standard normal, roughly)
+    height = noise2("latent:height", 1.5)
+    greenness = noise2("latent:greenness", 1.5)
+    temp = _mix((0.8, _season(doy, 205)), (0.3, -height), (0.5, noise3("latent:temp")))
+    rh_noise = noise3("latent:rh")
+    humid = _mix((-0.7, temp), (0.7, rh_noise))
+    veg = _mix((0.6, _season(doy, 100)), (0.6, greenness), (0.5, noise3("latent:veg", 0.9)))
+    rain = _mix((0.5, _season(doy, 15)), (0.85, noise3("latent:rain", 0.3)))
+    u, v = noise3("latent:u"), noise3("latent:v")
+
+    z: dict[str, np.ndarray] = {}
+    for p in ("max", "min", "avg"):
+        z[f"{p}_t2m"] = _mix((0.95, temp), (0.3, noise3(f"{p}_t2m")))
+        z[f"{p}_d2m"] = _mix((0.85, temp), (0.5, noise3(f"{p}_d2m")))
+        z[f"{p}_rh"] = _mix((0.95, humid), (0.3, noise3(f"{p}_rh")))
+        z[f"{p}_sp"] = _mix((-0.9, height[None]), (0.4, noise3(f"{p}_sp")))
+        z[f"{p}_tp"] = _mix((0.9, rain), (0.4, noise3(f"{p}_tp", 0.3)))
+        z[f"{p}_u10"] = _mix((0.9, u), (0.45, noise3(f"{p}_u10")))
+        z[f"{p}_v10"] = _mix((0.9, v), (0.45, noise3(f"{p}_v10")))
+    z["lst_day"] = _mix((0.9, temp), (0.45, noise3("lst_day")))
+    z["lst_night"] = _mix((0.9, temp), (0.45, noise3("lst_night")))
+    for name in ("ndvi", "evi", "lai", "fapar", "et"):
+        z[name] = _mix((0.85, veg), (0.5, noise3(name, 0.9)))
+    z["sminx"] = _mix((0.6, _season(doy, 30)), (0.5, rain), (0.6, noise3("sminx", 0.95)))
+    z["smian"] = noise3("smian", 0.95)
+    # fwi: high when hot and dry (rh = -0.7 temp + 0.7 rh_noise)
+    z["fwi"] = _mix((0.9, temp), (-0.35, rh_noise), (0.4, noise3("fwi")))
+    z["max_wind_u10"] = _mix((0.9, u), (0.45, noise3("max_wind_u10")))
+    z["max_wind_v10"] = _mix((0.9, v), (0.45, noise3("max_wind_v10")))
+    rayleigh = (np.hypot(u, v) - np.sqrt(np.pi / 2)) / np.sqrt((4 - np.pi) / 2)
+    z["max_wind_speed"] = _mix((0.8, rayleigh), (0.6, noise3("max_wind_speed")))
+    # direction the wind blows from, uniform because (u, v) is symmetric around zero
+    direction = np.degrees(np.arctan2(-u, -v)) % 360.0
+    z["max_wind_direction"] = _standard_normal_from_uniform(direction / 360.0)
+
+    coords = {
+        "time": ("time", time),
+        "y": (
+            "y",
+            np.linspace(*LAT_RANGE, ny),
+            {"units": "degrees_north", "long_name": "latitude"},
+        ),
+        "x": (
+            "x",
+            np.linspace(*LON_RANGE, nx),
+            {"units": "degrees_east", "long_name": "longitude"},
+        ),
+        "band": 1,
+        "spatial_ref": (
+            (),
+            0,
+            {"crs": CRS, "spatial_ref": CRS, "grid_mapping_name": "latitude_longitude"},
+        ),
+    }
+    data: dict[str, xr.Variable] = {}
+
+    def attrs(name: str, stats_key: str | None = None) -> dict[str, str]:
+        units, long_name = ATTRS[name]
+        out = {"units": units, "long_name": long_name, "grid_mapping": "spatial_ref"}
+        if stats_key is not None:
+            out["stats_key"] = stats_key
+        if name in STATS_UNIT_NOTES:
+            out["comment"] = STATS_UNIT_NOTES[name]
+        return out
+
+    for name, key in DYNAMIC_STATS_KEYS.items():
+        values = _to_values(z[name], stats.for_variable(name), uniform=name in UNIFORM)
+        data[name] = xr.Variable(("time", "y", "x"), values, attrs(name, key))
+
+    # fires: rare, more likely where fwi is high; burned areas spread around ignitions
+    fire_rng = _rng(seed, "fires")
+    gain = 1.5
+    p = np.clip(fire_rate * np.exp(gain * z["fwi"] - gain**2 / 2), 0.0, 1.0)
+    ignition = fire_rng.random(shape3) < p
+    around = ndimage.binary_dilation(ignition, structure=np.ones((1, 3, 3), dtype=bool))
+    burned = ignition | (around & (fire_rng.random(shape3) < 0.5))
+    data["burned_areas"] = xr.Variable(
+        ("time", "y", "x"), burned.astype(np.float32), attrs("burned_areas")
+    )
+    data["ignition_points"] = xr.Variable(
+        ("time", "y", "x"), ignition.astype(np.float32), attrs("ignition_points")
+    )
+    data["number_of_fires"] = xr.Variable(
+        "time", ignition.sum(axis=(1, 2)).astype(np.int16), attrs("number_of_fires")
+    )
+
+    # static variables
+    zs: dict[str, np.ndarray] = {
+        "DEM": height,
+        "SLOPE": _mix((0.6, height), (0.8, noise2("SLOPE", 0.5))),
+        "ROUGHNESS": _mix((0.6, height), (0.8, noise2("ROUGHNESS", 0.5))),
+        "ASPECT": noise2("ASPECT", 0.3),
+        "ROAD_DISTANCE": _mix((0.5, height), (0.87, noise2("ROAD_DISTANCE"))),
+        "WATERWAY_DISTANCE": noise2("WATERWAY_DISTANCE"),
+    }
+    population = _mix((-0.5, height), (0.87, noise2("population", 0.5)))
+    for year in POP_YEARS:
+        zs[f"POP_DENS_{year}"] = population + 0.01 * (year - POP_YEARS[0])
+    for k in range(len(CLC_CLASSES)):
+        base = noise2(f"clc_{k}")
+        if CLC_CLASSES[k] in ("forest", "misc_vegetation"):
+            base = _mix((0.7, greenness), (0.7, base))
+        for year in CLC_YEARS:
+            zs[f"CLC_{year}_{k}"] = _mix((0.95, base), (0.3, noise2(f"CLC_{year}_{k}", 0.5)))
+    for name, (_, key) in STATIC_STATS_KEYS.items():
+        values = _to_values(zs[name], stats.for_variable(name), uniform=name in UNIFORM)
+        data[name] = xr.Variable(("y", "x"), values, attrs(name, key))
+
+    ds = xr.Dataset(data, coords=coords)
+    ds = ds[
+        [
+            "burned_areas",
+            "ignition_points",
+            "ndvi",
+            "number_of_fires",
+            *[
+                n
+                for n in data
+                if n not in ("burned_areas", "ignition_points", "ndvi", "number_of_fires")
+            ],
+        ]
+    ]
+    ds.attrs = {
+        "title": "FireCube-like synthetic sample (eofm.data.firecube)",
+        "crs": CRS,
+        "spatial_extent": f"({LON_RANGE[0]}, {LON_RANGE[1]}, {LAT_RANGE[1]}, {LAT_RANGE[0]})",
+        "temporal_extent": f"({str(time[0])[:10]}, {str(time[-1])[:10]})",
+        "stats_source": stats.source,
+        "seed": seed,
+    }
+    return ds
+
+
+def _standard_normal_from_uniform(q: np.ndarray) -> np.ndarray:
+    return ndtri(np.clip(q, 1e-9, 1 - 1e-9))
