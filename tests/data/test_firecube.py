@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import re
 from pathlib import Path
 
@@ -19,32 +18,15 @@ from eofm.data.firecube import (
     generate_firecube,
     load_firecube_stats,
 )
+from tests.fakes.realdata import real_file
 
 FIRE_VARS = ("burned_areas", "ignition_points")
 TIMES = np.arange("2018-01-01", "2019-01-01", 7, dtype="datetime64[D]")
 
 
-def _realdata() -> Path:
-    """../shared/realdata next to the repository, or $EOFM_REALDATA."""
-    override = os.environ.get("EOFM_REALDATA")
-    root = (
-        Path(override)
-        if override
-        else Path(__file__).resolve().parents[2] / ".." / "shared" / "realdata"
-    )
-    return root.resolve()
-
-
-def _real_file(relative: str) -> Path:
-    path = _realdata() / relative
-    if not path.is_file():
-        pytest.skip(f"real data file not found: ../shared/realdata/{relative} (looked at {path})")
-    return path
-
-
 @pytest.fixture(scope="module")
 def stats_path() -> Path:
-    return _real_file("firecube-stats/mean_std_train.json")
+    return real_file("firecube-stats/mean_std_train.json")
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +41,7 @@ def cube(stats) -> xr.Dataset:
 
 def _listing_attrs() -> dict[str, tuple[str, dict]]:
     """Datacube listing: variable -> (dims kind, attrs)."""
-    text = _real_file("firecube-stats/dataset_greece_v1.0.txt").read_text()
+    text = real_file("firecube-stats/dataset_greece_v1.0.txt").read_text()
     parts = re.split(r"- \d+ - (\S+):\n", text)
     out = {}
     for name, body in zip(parts[1::2], parts[2::2], strict=True):

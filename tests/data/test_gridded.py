@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -13,24 +12,7 @@ import xarray as xr
 
 from eofm.data.gridded import open_gridded, standardise_gridded
 from eofm.data.store import open_store, validate_gridded, write_store
-
-
-def _realdata() -> Path:
-    """../shared/realdata next to the repository, or $EOFM_REALDATA."""
-    override = os.environ.get("EOFM_REALDATA")
-    root = (
-        Path(override)
-        if override
-        else Path(__file__).resolve().parents[2] / ".." / "shared" / "realdata"
-    )
-    return root.resolve()
-
-
-def _real_file(relative: str) -> Path:
-    path = _realdata() / relative
-    if not path.is_file():
-        pytest.skip(f"real data file not found: ../shared/realdata/{relative} (looked at {path})")
-    return path
+from tests.fakes.realdata import real_file
 
 
 def _open_raw(path: Path) -> xr.Dataset:
@@ -41,7 +23,7 @@ def _open_raw(path: Path) -> xr.Dataset:
 
 @pytest.mark.realdata
 def test_merra2_is_rolled_and_flipped() -> None:
-    path = _real_file("merra2/M2T1NXSLV_temporal.nc4")
+    path = real_file("merra2/M2T1NXSLV_temporal.nc4")
     with _open_raw(path) as raw, open_gridded(path) as ds:
         lon, lat = ds["lon"].values, ds["lat"].values
         assert ds["PS"].dims == ("time", "lat", "lon") and ds["PS"].shape == (2, 361, 576)
@@ -63,7 +45,7 @@ def test_merra2_is_rolled_and_flipped() -> None:
 
 @pytest.mark.realdata
 def test_merra2_can_be_written_as_a_store(tmp_path: Path) -> None:
-    path = _real_file("merra2/M2T1NXSLV_temporal.nc4")
+    path = real_file("merra2/M2T1NXSLV_temporal.nc4")
     with open_gridded(path) as ds:
         ds = ds.assign_attrs(source="merra2", source_url="https://goldsmr4.gesdisc.eosdis.nasa.gov")
         validate_gridded(ds, str(path))
@@ -76,7 +58,7 @@ def test_merra2_can_be_written_as_a_store(tmp_path: Path) -> None:
 
 @pytest.mark.realdata
 def test_era_interim_pressure_levels() -> None:
-    path = _real_file("era-interim/eraint_uvz.nc")
+    path = real_file("era-interim/eraint_uvz.nc")
     with _open_raw(path) as raw, open_gridded(path) as ds:
         assert ds["z"].dims == ("month", "level", "lat", "lon")
         assert ds["level"].values.tolist() == [200, 500, 850]
