@@ -35,18 +35,18 @@ LOG = logging.getLogger(__name__)
 def load_pretrained(
     model_name: str, module: nn.Module, state: Mapping[str, Any], where: str
 ) -> dict[str, list[str]]:
-    """Load an official checkpoint's state dict into ``module`` the way its model expects."""
+    """Load an official checkpoint's state dict into ``module`` the way its model expects.
+
+    ``state`` is a bare state dict: :func:`eofm.hub.load_state_dict_file` has already
+    unwrapped Lightning's ``state_dict`` and Prithvi WxC's ``model_state``.
+    """
     if model_name == "climax":
         from eofm.models.weather.climax import OFFICIAL_VARIABLES, load_official_state_dict
 
-        inner = state.get("state_dict", state)
-        embed = inner.get("net.var_embed", inner.get("net.channel_embed", inner.get("var_embed")))
+        embed = state.get("net.var_embed", state.get("net.channel_embed", state.get("var_embed")))
         official = embed is not None and embed.shape[1] == len(OFFICIAL_VARIABLES)
         names = OFFICIAL_VARIABLES if official and embed.shape[1] != len(module.variables) else None
         return load_official_state_dict(module, state, where, checkpoint_variables=names)
-    inner = state.get("model_state", state.get("state_dict"))
-    if isinstance(inner, Mapping):  # Prithvi WxC and Lightning checkpoints wrap the weights
-        state = inner
     state = dict(state)
     if model_name == "aurora":
         state = module._adapt_checkpoint(state)  # strips "net.", renames old keys
