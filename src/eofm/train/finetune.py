@@ -29,7 +29,7 @@ from tqdm import tqdm
 from eofm.evaluate.metrics import latitude_weights
 from eofm.hub import load_weights, read_config
 from eofm.io import atomic_path, write_json
-from eofm.models.weather import BackboneAdapter, WeatherSample, get_adapter
+from eofm.models.weather import BackboneAdapter, WeatherSample, adapter_from_config
 from eofm.models.weather.decoder import VariableDecoder, count_trainable
 from eofm.models.weather.lora import LORA_TARGETS, apply_lora, lora_state_dict
 from eofm.train.decoder import TargetScaling, select_target
@@ -172,9 +172,7 @@ def finetune(
 ) -> dict[str, Any]:
     """Fine-tune backbone and heads on the training period; save what trained + a summary."""
     backbone_config = read_config(backbone_config_path)
-    adapter = get_adapter(
-        backbone_config["model"], backbone_config["size"], static_path, backbone_config["levels"]
-    )
+    adapter = adapter_from_config(backbone_config, static_path)
     L.seed_everything(settings.seed, verbose=False)
     model = build_finetuned(
         adapter,
@@ -323,8 +321,7 @@ def predict_finetuned(
 ) -> dict[str, xr.DataArray]:
     """Predictions of every target in physical units over [start, stop], by target name."""
     config = read_config(config_path)
-    backbone = config["backbone"]
-    adapter = get_adapter(backbone["model"], backbone["size"], static_path, backbone["levels"])
+    adapter = adapter_from_config(config["backbone"], static_path)
     model = load_finetuned(adapter, backbone_weights, weights_path, config)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device).eval()

@@ -20,7 +20,7 @@ import eofm
 from eofm.data.store import open_store, write_store
 from eofm.hub import load_weights, read_config
 from eofm.io import write_json
-from eofm.models.weather import get_adapter
+from eofm.models.weather import adapter_from_config
 from eofm.train.windows import ForecastWindows, open_months, valid_times
 
 
@@ -37,7 +37,7 @@ def encode_month(
 ) -> dict[str, Any]:
     """Encode every valid time of ``month`` ("YYYY-MM") and write the latent store + QC."""
     config = read_config(config_path)
-    adapter = get_adapter(config["model"], config["size"], static_path, config["levels"])
+    adapter = adapter_from_config(config, static_path)
     model = load_weights(adapter.build(), weights_path)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device).eval()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -17,6 +18,7 @@ __all__ = [
     "LatentSpec",
     "WeatherSample",
     "adapter_for",
+    "adapter_from_config",
     "get_adapter",
 ]
 
@@ -30,6 +32,13 @@ def get_adapter(
     static = open_store(static_path).load()
     fields = {name: static[name].values for name in STATIC if name in static}
     return adapter_for(model, size, static.lat.values, static.lon.values, levels, fields)
+
+
+def adapter_from_config(
+    config: dict[str, Any], static_path: str | os.PathLike[str]
+) -> BackboneAdapter:
+    """The adapter a saved backbone config (beside its weights) was built with."""
+    return get_adapter(config["model"], config["size"], static_path, config["levels"])
 
 
 def adapter_for(
