@@ -15,7 +15,11 @@ def test_sample_then_qc_then_describe(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["passed"] and report["coverage"]["present"] == 29 * 4
     assert main(["describe", str(store)]) == 0
-    assert "swvl1" in capsys.readouterr().out
+    described = capsys.readouterr().out
+    # every variable is listed, however many there are
+    for name in ("swvl1", "tp", "ro", "pev", "2t", "z"):
+        assert f"  {name} " in described
+    assert "(time,lat,lon)" in described and "time: 2020-02-01" in described
 
 
 def test_qc_fails_on_missing_time_steps(tmp_path, capsys):

@@ -54,9 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = check_store(args.store, expected_times=expected)
         print(json.dumps(report, indent=2))
         return 0 if report["passed"] else 1
-    from eofm.data.store import open_store
+    from eofm.data.store import describe_store
 
-    print(open_store(args.store))
+    print(describe_store(args.store))
     return 0
 
 

@@ -45,7 +45,7 @@ def contract_problems(ds: xr.Dataset, where: str) -> list[str]:
     problems: list[str] = []
     if "time" in ds.dims and "hour" in ds.dims:
         problems.append(f"{where}: expected either a 'time' or an 'hour' dim, found both")
-    for name, var in ds.data_vars.items():
+    for name, var in sorted(ds.data_vars.items()):
         dims = tuple(var.dims)
         unknown = [d for d in dims if d not in (*GRID_DIMS, "hour")]
         if unknown:
@@ -176,6 +176,29 @@ def open_store(path: str | os.PathLike) -> xr.Dataset:
         raise ValueError(f"{p}: cannot open Zarr store ({err})") from err
 
 
+def describe_store(path: str | os.PathLike) -> str:
+    """Every variable with its dims, units and long name, plus provenance.
+
+    xarray's repr collapses long variable lists, which hides exactly what a
+    user runs ``describe`` to see.
+    """
+    ds = open_store(path)
+    sizes = ", ".join(f"{d}={n}" for d, n in ds.sizes.items())
+    lines = [f"{Path(path)}", f"dims: {sizes}"]
+    if "time" in ds.coords and ds.sizes.get("time", 0):
+        lines.append(f"time: {_iso(ds.time.values[0])} .. {_iso(ds.time.values[-1])}")
+    lines.append(f"variables ({len(ds.data_vars)}):")
+    width = max((len(str(n)) for n in ds.data_vars), default=0)
+    for name, var in sorted(ds.data_vars.items()):
+        units = var.attrs.get("units", "?")
+        long_name = var.attrs.get("long_name", "")
+        dims = ",".join(map(str, var.dims))
+        lines.append(f"  {name!s:<{width}}  ({dims})  [{units}]  {long_name}".rstrip())
+    lines.append("attributes:")
+    lines.extend(f"  {k}: {v}" for k, v in ds.attrs.items())
+    return "\n".join(lines)
+
+
 def _prepare(ds: xr.Dataset) -> xr.Dataset:
     """Copy with provenance filled and source encodings (netCDF chunking etc.) dropped."""
     ds = ds.copy(deep=False)
@@ -192,7 +215,7 @@ def _prepare(ds: xr.Dataset) -> xr.Dataset:
 def _encoding(ds: xr.Dataset) -> dict[str, dict]:
     """Chunk data variables one time step each (whole otherwise), times in int64 seconds."""
     encoding: dict[str, dict] = {}
-    for name, var in ds.data_vars.items():
+    for name, var in sorted(ds.data_vars.items()):
         chunks = tuple(1 if dim == "time" else max(size, 1) for dim, size in var.sizes.items())
         encoding[name] = {"chunks": chunks}
     if "time" in ds.variables and np.issubdtype(ds["time"].dtype, np.datetime64):
