@@ -1,0 +1,435 @@
+"""ERA5 real routes (ARCO Zarr over HTTP, CDS API, local files) against fakes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from eofm.data.era5 import (
+    accumulate,
+    coarsen_grid,
+    era5_valid_until,
+    fetch_era5_month,
+    fetch_era5_static,
+)
+from eofm.data.fetch import FetchError, RetryPolicy
+from eofm.data.sample import month_times
+from eofm.data.store import open_store, validate_gridded
+from eofm.data.variables import ATMOSPHERIC, STATIC, SURFACE, TARGETS
+from tests.fakes.arco import arco_dataset, chunk_path, serve_store, write_arco_store
+from tests.fakes.cds import FakeCDS, era5_netcdf, field_value, grid, write_netcdf
+from tests.fakes.http_server import FakeServer
+from tests.fakes.realdata import real_file
+
+FAST = RetryPolicy(attempts=3, backoff=0.01, max_backoff=0.02, connect_timeout=2, read_timeout=5)
+LEVELS = [250, 500, 850]
+MONTH_VARS = [*SURFACE, *ATMOSPHERIC, *TARGETS]
+ARCO_LONG = {
+    "2t": "2m_temperature",
+    "10u": "10m_u_component_of_wind",
+    "10v": "10m_v_component_of_wind",
+    "msl": "mean_sea_level_pressure",
+    "z": "geopotential",
+    "t": "temperature",
+    "u": "u_component_of_wind",
+    "v": "v_component_of_wind",
+    "q": "specific_humidity",
+    "tp": "total_precipitation",
+    "ro": "runoff",
+    "swvl1": "volumetric_soil_water_layer_1",
+    "pev": "potential_evaporation",
+}
+
+
+def _store_files(path: Path) -> list[Path]:
+    return [p for p in Path(path).rglob("*") if p.is_file()]
+
+
+def _assert_month_contract(ds: xr.Dataset, month: str, step_hours: int, levels: list[int]):
+    validate_gridded(ds, "test")
+    assert list(ds.data_vars) == MONTH_VARS or set(ds.data_vars) == set(MONTH_VARS)
+    np.testing.assert_array_equal(ds.time.values, month_times(month, step_hours))
+    np.testing.assert_array_equal(ds.level.values, levels)
+    for name in ATMOSPHERIC:
+        assert ds[name].dims == ("time", "level", "lat", "lon")
+    for name in (*SURFACE, *TARGETS):
+        assert ds[name].dims == ("time", "lat", "lon")
+    assert ds["tp"].attrs["units"] == "m" and ds["2t"].attrs["units"] == "K"
+    assert all(ds[v].dtype == np.float32 for v in ds.data_vars)
+
+
+# =========================================================================== ARCO
+
+
+@pytest.fixture(scope="module")
+def arco_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[xr.Dataset, Path]:
+    # 2020-01-31 .. 2020-02-05 hourly, valid only through 2020-02-03T23
+    truth = arco_dataset(
+        start="2020-01-31T00", hours=24 * 6, valid_stop="2020-02-03T23", nlat=9, nlon=16
+    )
+    path = write_arco_store(truth, tmp_path_factory.mktemp("arco") / "store.zarr")
+    return truth, path
+
+
+@pytest.fixture()
+def arco(arco_files):
+    truth, path = arco_files
+    with FakeServer() as server:
+        url = serve_store(server, path)
+        yield truth, server, url
+
+
+def _arco_cfg(url: str, **extra) -> dict:
+    # step_hours 24 on a month cut short: the fake holds only a few days, so use a
+    # pseudo-month by patching month_times is not needed — we test "2020-02" in
+    # a store valid until 02-03 via a dedicated short store below.
+    return {
+        "source": "arco",
+        "levels": LEVELS,
+        "step_hours": 24,
+        "arco": {"url": url, "storage_options": {}},
+        **extra,
+    }
+
+
+@pytest.fixture()
+def short_month(monkeypatch):
+    """Make "month" 2020-02 mean its first three days, so the fake store stays tiny."""
+    import eofm.data.era5 as era5
+
+    def three_days(month: str, step_hours: int) -> np.ndarray:
+        full = month_times(month, step_hours)
+        return full[full < full[0] + np.timedelta64(3, "D")]
+
+    monkeypatch.setattr(era5, "month_times", three_days)
+    return three_days
+
+
+def test_arco_month_matches_contract_and_6h_sums(arco, short_month, tmp_path):
+    truth, _server, url = arco
+    out = fetch_era5_month("2020-02", tmp_path / "m.zarr", _arco_cfg(url), FAST)
+    ds = open_store(out).load()
+    steps = short_month("2020-02", 24)
+    validate_gridded(ds, "arco month")
+    assert set(ds.data_vars) == set(MONTH_VARS)
+    np.testing.assert_array_equal(ds.time.values, steps)
+    np.testing.assert_array_equal(ds.level.values, LEVELS)
+    assert ds.lat.values[0] == 90.0 and np.all(np.diff(ds.lat.values) < 0)
+    assert ds["z"].dims == ("time", "level", "lat", "lon")
+    assert ds["tp"].attrs["units"] == "m" and ds["t"].attrs["standard_name"] == "air_temperature"
+    assert ds.attrs["source"] == "arco"
+    assert ds.attrs["source_version"] == "full_37-1h-0p25deg-chunk-1.zarr-v3"
+    assert ds.attrs["source_url"].startswith("http://127.0.0.1")
+    # instantaneous values at the step, 6 h sums of the hourly values t-5h .. t
+    for short, long in ARCO_LONG.items():
+        if short in ("tp", "ro", "pev"):
+            for t in steps:
+                window = t - np.arange(6) * np.timedelta64(1, "h")
+                expected = truth[long].sel(time=window).sum("time").values
+                np.testing.assert_allclose(ds[short].sel(time=t).values, expected, rtol=1e-5)
+        else:
+            expected = truth[long].sel(time=steps)
+            if "level" in expected.dims:
+                expected = expected.sel(level=LEVELS)
+            np.testing.assert_allclose(ds[short].values, expected.values, rtol=1e-6)
+    # first step of February reaches back into 31 January 19..23 UTC
+    feb1 = np.datetime64("2020-02-01T00", "ns")
+    jan = truth["total_precipitation"].sel(time=slice("2020-01-31T19", "2020-01-31T23")).sum("time")
+    expected = jan + truth["total_precipitation"].sel(time=feb1)
+    np.testing.assert_allclose(ds["tp"].sel(time=feb1).values, expected.values, rtol=1e-5)
+
+
+def test_arco_month_past_valid_time_stop_fails_and_writes_nothing(arco, tmp_path):
+    _, _, url = arco
+    out = tmp_path / "m.zarr"
+    with pytest.raises(ValueError, match=r"2020-02.*valid_time_stop 2020-02-03T23"):
+        fetch_era5_month("2020-02", out, _arco_cfg(url), FAST)  # full month: past 02-03
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_arco_valid_until(arco):
+    _, _, url = arco
+    assert era5_valid_until(_arco_cfg(url), FAST) == "2020-02-03T23:00:00"
+
+
+def test_arco_transient_chunk_faults_are_retried(arco, short_month, tmp_path):
+    truth, server, url = arco
+    t_index = int(np.argmax(truth.time.values == np.datetime64("2020-02-02T00", "ns")))
+    target = chunk_path("temperature", t_index, 4)
+    server.fail(target, "503", "reset")
+    out = fetch_era5_month("2020-02", tmp_path / "m.zarr", _arco_cfg(url), FAST)
+    assert server.paths_requested().count(target) >= 3  # 503, reset, success
+    ds = open_store(out)
+    expected = truth["temperature"].sel(time="2020-02-02T00", level=LEVELS).values
+    np.testing.assert_allclose(ds["t"].sel(time="2020-02-02T00").values, expected, rtol=1e-6)
+
+
+def test_arco_persistent_500_is_fetch_error(arco, short_month, tmp_path):
+    truth, server, url = arco
+    t_index = int(np.argmax(truth.time.values == np.datetime64("2020-02-01T00", "ns")))
+    server.fail(chunk_path("runoff", t_index, 3), *["500"] * 10)
+    out = tmp_path / "m.zarr"
+    with pytest.raises(FetchError) as info:
+        fetch_era5_month("2020-02", out, _arco_cfg(url), FAST)
+    message = str(info.value)
+    assert "era5/arco" in message and url in message and "2020-02" in message
+    assert "3 attempts" in message
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_arco_static(arco, tmp_path):
+    truth, _, url = arco
+    out = fetch_era5_static(tmp_path / "s.zarr", _arco_cfg(url), FAST)
+    ds = open_store(out).load()
+    validate_gridded(ds, "static")
+    assert set(ds.data_vars) == set(STATIC)
+    assert ds["z"].dims == ("lat", "lon") and "time" not in ds.dims
+    assert ds["z"].attrs["standard_name"] == "surface_geopotential"
+    np.testing.assert_allclose(
+        ds["lsm"].values, truth["land_sea_mask"].isel(time=0).values, rtol=1e-6
+    )
+
+
+def test_arco_coarsen_drops_south_pole_row(arco, short_month, tmp_path):
+    truth, _, url = arco
+    out = fetch_era5_month("2020-02", tmp_path / "m.zarr", _arco_cfg(url, coarsen=2), FAST)
+    ds = open_store(out).load()
+    # 9 rows (90..-90 inclusive, like 721) -> 4 blocks, the -90 row dropped; 16 -> 8 columns
+    assert ds.sizes["lat"] == 4 and ds.sizes["lon"] == 8
+    np.testing.assert_allclose(ds.lat.values, [78.75, 33.75, -11.25, -56.25])
+    t = np.datetime64("2020-02-01T00", "ns")
+    block = truth["2m_temperature"].sel(time=t).values[:2, :2].mean()
+    assert ds["2t"].sel(time=t).values[0, 0] == pytest.approx(block, rel=1e-6)
+    assert ds.attrs["coarsen"] == 2
+
+
+# =========================================================================== helpers
+
+
+def test_accumulate_names_missing_hours():
+    times = np.datetime64("2020-01-01T03", "ns") + np.arange(6) * np.timedelta64(1, "h")
+    hourly = xr.DataArray(np.ones(6), dims="time", coords={"time": times}, name="tp")
+    steps = np.array([np.datetime64("2020-01-01T08", "ns")])
+    np.testing.assert_allclose(accumulate(hourly, steps, "w").values, [6.0])
+    with pytest.raises(ValueError, match=r"'tp' lacks hourly values at 2020-01-01T02"):
+        accumulate(hourly, np.array([np.datetime64("2020-01-01T07", "ns")]), "w")
+
+
+def test_coarsen_grid_soil_type_is_mode():
+    lat, lon = np.array([45.0, 15.0, -15.0]), np.array([0.0, 90.0, 180.0, 270.0])
+    slt = np.array([[1, 1, 3, 2], [1, 2, 3, 3], [7, 7, 7, 7]], dtype=np.float32)
+    ds = xr.Dataset(
+        {"slt": (("lat", "lon"), slt), "lsm": (("lat", "lon"), (slt > 1).astype(np.float32))},
+        coords={"lat": lat, "lon": lon},
+    )
+    out = coarsen_grid(ds, 2)
+    np.testing.assert_array_equal(out["slt"].values, [[1, 3]])
+    np.testing.assert_allclose(out["lsm"].values, [[0.25, 1.0]])
+    np.testing.assert_allclose(out.lat.values, [30.0])
+
+
+def test_unknown_source_is_clear(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown source 'ftp'.*'arco', 'cds', 'local'"):
+        fetch_era5_month("2020-01", tmp_path / "x.zarr", {"source": "ftp"}, FAST)
+
+
+# =========================================================================== local files
+
+LOCAL_CFG = {"source": "local", "levels": LEVELS, "step_hours": 12}
+
+
+def _write_month_files(tmp_path: Path, month: str, cfg: dict, legacy_tail: bool = True):
+    """Files as the CDS would deliver them for ``month`` (new layout; the previous day's
+    hours in the legacy layout, to prove both are read together)."""
+    from eofm.data.era5 import cds_requests
+
+    paths = []
+    for label, _, request in cds_requests(month, {**cfg, "cds": {"data_format": "netcdf"}}):
+        legacy = legacy_tail and label == "accumulated-previous-day"
+        ds = era5_netcdf(request, 8, 16, legacy=legacy)
+        paths.append(write_netcdf(ds, tmp_path / f"{label}.nc"))
+    return paths
+
+
+def _expected_from_netcdf(ds: xr.Dataset, month: str, step_hours: int) -> None:
+    """The store's values equal field_value at the steps, and 6 h sums of hourly values."""
+    steps = month_times(month, step_hours)
+    lat, lon = grid(8, 16)
+    order = np.argsort(lon)
+    np.testing.assert_allclose(ds.lat.values, lat)
+    np.testing.assert_allclose(
+        ds["2t"].values, field_value("t2m", steps, None, lat, lon)[..., order], rtol=1e-6
+    )
+    np.testing.assert_allclose(ds["q"].values, field_value("q", steps, LEVELS, lat, lon), rtol=1e-6)
+    for t in steps[:3]:
+        window = t - np.arange(6) * np.timedelta64(1, "h")
+        expected = field_value("tp", window, None, lat, lon).sum(axis=0)
+        np.testing.assert_allclose(ds["tp"].sel(time=t).values, expected, rtol=1e-5)
+
+
+def test_local_new_and_legacy_netcdf(tmp_path):
+    _write_month_files(tmp_path, "2020-02", LOCAL_CFG)
+    cfg = {**LOCAL_CFG, "local": {"paths": [str(tmp_path / "*.nc")]}}
+    out = fetch_era5_month("2020-02", tmp_path / "out" / "m.zarr", cfg, FAST)
+    ds = open_store(out).load()
+    _assert_month_contract(ds, "2020-02", 12, LEVELS)
+    assert ds.attrs["source"] == "local"
+    checksums = json.loads(ds.attrs["input_checksums"])
+    assert set(checksums) == {
+        "instant.nc",
+        "accumulated.nc",
+        "accumulated-previous-day.nc",
+        "pressure.nc",
+    }
+    _expected_from_netcdf(ds, "2020-02", 12)
+
+
+def test_local_missing_variable_names_file_and_variable(tmp_path):
+    paths = _write_month_files(tmp_path, "2020-02", LOCAL_CFG)
+    cfg = {**LOCAL_CFG, "local": {"paths": [str(p) for p in paths if "pressure" not in p.name]}}
+    out = tmp_path / "m.zarr"
+    with pytest.raises(
+        ValueError, match=r"variable 'z' not found in .*instant\.nc.*'geopotential'"
+    ):
+        fetch_era5_month("2020-02", out, cfg, FAST)
+    assert not out.exists()
+
+
+def test_local_missing_previous_hours_is_clear(tmp_path):
+    paths = _write_month_files(tmp_path, "2020-02", LOCAL_CFG)
+    cfg = {**LOCAL_CFG, "local": {"paths": [str(p) for p in paths if "previous" not in p.name]}}
+    with pytest.raises(ValueError, match=r"'tp' lacks hourly values at 2020-01-31T19"):
+        fetch_era5_month("2020-02", tmp_path / "m.zarr", cfg, FAST)
+
+
+def test_local_no_files_match(tmp_path):
+    cfg = {**LOCAL_CFG, "local": {"paths": [str(tmp_path / "none-*.nc")]}}
+    with pytest.raises(FileNotFoundError, match=r"era5.local.paths: no files match"):
+        fetch_era5_month("2020-02", tmp_path / "m.zarr", cfg, FAST)
+
+
+@pytest.mark.realdata
+def test_local_era_interim_real_file(tmp_path):
+    path = real_file("era-interim/eraint_uvz.nc")
+    cfg = {
+        "source": "local",
+        "levels": [200, 500, 850],
+        "step_hours": 24 * 31,  # the file is a monthly climatology: one step for January
+        "local": {"paths": [str(path)], "variables": ["z", "u", "v"]},
+    }
+    out = fetch_era5_month("2001-01", tmp_path / "m.zarr", cfg, FAST)
+    ds = open_store(out).load()
+    validate_gridded(ds, "era-interim")
+    assert set(ds.data_vars) == {"z", "u", "v"}
+    assert ds["z"].dims == ("time", "level", "lat", "lon")
+    assert ds.sizes["lat"] == 241 and ds.sizes["lon"] == 480
+    assert ds.lon.values[0] == 0.0 and ds.lon.values[-1] == 359.25
+    assert ds.lat.values[0] == 90.0 and ds.lat.values[-1] == -90.0
+    np.testing.assert_array_equal(ds.level.values, [200, 500, 850])
+    assert ds["z"].attrs["units"] == "m2 s-2" and ds["u"].attrs["units"] == "m s-1"
+    with xr.open_dataset(path) as raw:
+        src = raw["z"].sel(month=1, level=500, latitude=45.0, longitude=-90.0).item()
+    assert ds["z"].sel(level=500, lat=45.0, lon=270.0).item() == pytest.approx(src, rel=1e-6)
+    # 500 hPa geopotential is ~5.5e4 m2 s-2: units pass through unchanged
+    assert 4.5e4 < float(ds["z"].sel(level=500).mean()) < 6.0e4
+
+
+# =========================================================================== CDS
+
+SECRET = "planted-0f3c-cds-token-do-not-log"
+
+
+@pytest.fixture()
+def cds(monkeypatch, tmp_path):
+    with FakeServer() as server:
+        fake = FakeCDS(server, SECRET)
+        monkeypatch.setenv("CDSAPI_URL", fake.api_url)
+        monkeypatch.setenv("CDSAPI_KEY", SECRET)
+        monkeypatch.setenv("CDSAPI_RC", str(tmp_path / "no-cdsapirc"))
+        yield fake
+
+
+def _cds_cfg(**cds) -> dict:
+    return {
+        "source": "cds",
+        "levels": LEVELS,
+        "step_hours": 12,
+        "cds": {"data_format": "netcdf", "sleep_max": 0.01, "progress": False, **cds},
+    }
+
+
+def test_cds_month_end_to_end_without_leaking_the_key(cds, short_month, tmp_path, caplog, capfd):
+    caplog.set_level(logging.DEBUG)
+    out = fetch_era5_month("2020-02", tmp_path / "m.zarr", _cds_cfg(area=[90, 0, -90, 360]), FAST)
+    ds = open_store(out).load()
+    validate_gridded(ds, "cds")
+    assert set(ds.data_vars) == set(MONTH_VARS)
+    np.testing.assert_array_equal(ds.time.values, short_month("2020-02", 12))
+    assert ds.attrs["source"] == "cds"
+    assert "reanalysis-era5-single-levels" in ds.attrs["source_version"]
+    assert "reanalysis-era5-pressure-levels" in ds.attrs["source_version"]
+    assert len(json.loads(ds.attrs["input_checksums"])) == 4
+    lat, lon = grid(8, 16)
+    t = short_month("2020-02", 12)[0]
+    window = t - np.arange(6) * np.timedelta64(1, "h")  # reaches into 31 January
+    np.testing.assert_allclose(
+        ds["tp"].sel(time=t).values, field_value("tp", window, None, lat, lon).sum(0), rtol=1e-5
+    )
+    # the requests: new format, one per part, pressure levels as strings, area passed on
+    by_collection = {c: r for c, r in cds.submitted}
+    pressure = by_collection["reanalysis-era5-pressure-levels"]
+    assert pressure["pressure_level"] == ["250", "500", "850"]
+    assert pressure["time"] == ["00:00", "12:00"] and pressure["download_format"] == "unarchived"
+    assert all(r["area"] == [90.0, 0.0, -90.0, 360.0] for _, r in cds.submitted)
+    # the key went only into the PRIVATE-TOKEN header
+    captured = capfd.readouterr()
+    assert SECRET not in caplog.text and SECRET not in captured.out + captured.err
+    for file in _store_files(out):
+        assert SECRET.encode() not in file.read_bytes()
+    assert list(tmp_path.iterdir()) == [out]  # the temporary download folder is gone
+
+
+def test_cds_zip_and_500_on_submit_are_handled(cds, short_month, tmp_path):
+    cds.zip_netcdf = True
+    cds.statuses = ["successful"]
+    submit = "/api/retrieve/v1/processes/reanalysis-era5-pressure-levels/execution"
+    cds.server.fail(submit, "500", "503")
+    out = fetch_era5_month("2020-02", tmp_path / "m.zarr", _cds_cfg(), FAST)
+    assert cds.server.paths_requested("POST").count(submit) == 3
+    ds = open_store(out)
+    assert set(ds.data_vars) == set(MONTH_VARS)
+
+
+def test_cds_failed_job_is_permanent_fetch_error(cds, short_month, tmp_path):
+    cds.statuses = ["successful"]
+    cds.fail_next_job = "Request too large. Cost 64512 over 60000 limit"
+    out = tmp_path / "m.zarr"
+    with pytest.raises(FetchError) as info:
+        fetch_era5_month("2020-02", out, _cds_cfg(), FAST)
+    message = str(info.value)
+    assert "era5/cds" in message and "2020-02" in message and "64512 over 60000" in message
+    assert SECRET not in message
+    assert len(cds.submitted) == 1  # not retried
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cds_without_credentials_fails_fast(monkeypatch, tmp_path):
+    monkeypatch.delenv("CDSAPI_URL", raising=False)
+    monkeypatch.delenv("CDSAPI_KEY", raising=False)
+    monkeypatch.setenv("CDSAPI_RC", str(tmp_path / "absent"))
+    with pytest.raises(RuntimeError, match=r"CDSAPI_URL.*CDSAPI_KEY.*cdsapirc"):
+        fetch_era5_month("2020-02", tmp_path / "m.zarr", _cds_cfg(), FAST)
+
+
+def test_cds_static(cds, tmp_path):
+    cds.statuses = ["successful"]
+    out = fetch_era5_static(tmp_path / "s.zarr", _cds_cfg(), FAST)
+    ds = open_store(out).load()
+    validate_gridded(ds, "cds static")
+    assert set(ds.data_vars) == set(STATIC) and "time" not in ds.dims
+    assert cds.submitted[0][1]["variable"] == ["land_sea_mask", "geopotential", "soil_type"]
