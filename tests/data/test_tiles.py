@@ -183,6 +183,26 @@ def test_search_and_cog_faults_are_retried(landsat, tmp_path, caplog):
     assert SECRET not in caplog.text
 
 
+def test_slow_search_and_cog_time_out_then_succeed(landsat, tmp_path, caplog):
+    server, stac, *_ = landsat
+    server.slow_seconds = 1.6
+    server.fail("/search", "slow")
+    server.fail("/data/ls/LC09_L2SP_196029_20230613_02_T1_ST_B10.TIF", "slow")
+    policy = RetryPolicy(attempts=3, backoff=0.01, connect_timeout=1, read_timeout=1)
+    out = fetch_tiles_month(
+        "tiny",
+        "landsat",
+        "2023-06",
+        tmp_path / "slow.zarr",
+        _cfg(stac.api),
+        policy,
+        signer=planted_signer,
+    )
+    assert xr.open_zarr(out, consolidated=False).attrs["items"] == 2
+    retried = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
+    assert any("/search" in m for m in retried) and any("ST_B10.TIF" in m for m in retried)
+
+
 def test_persistent_cog_failure_names_everything_and_writes_nothing(landsat, tmp_path, caplog):
     server, stac, *_ = landsat
     path = "/data/ls/LC09_L2SP_196029_20230613_02_T1_ST_B10.TIF"
@@ -283,6 +303,9 @@ def test_sentinel2_offset_by_processing_baseline(sentinel2, tmp_path, month, off
         consolidated=False,
     )
     assert list(ds["band"].values) == ["B04", "B08"] and ds["reflectance"].attrs["units"] == "1"
+    # co-registration: the same area grid as every other sensor of the area
+    assert ds.rio.transform().almost_equals(GRID.transform)
+    assert (ds.sizes["y"], ds.sizes["x"]) == (GRID.height, GRID.width)
     dn, cls = _sample(band, transform), _sample(scl, transform)
     keep = np.isin(cls, [4, 5, 6])
     assert keep.any() and (~keep).any()
