@@ -22,7 +22,7 @@ from eofm.data.sample import month_times
 from eofm.data.store import open_store, validate_gridded
 from eofm.data.variables import ATMOSPHERIC, STATIC, SURFACE, TARGETS
 from tests.fakes.arco import arco_dataset, chunk_path, serve_store, write_arco_store
-from tests.fakes.cds import FakeCDS, era5_netcdf, field_value, grid, write_netcdf
+from tests.fakes.cds import FakeCDS, era5_netcdf, field_value, grid, write_grib, write_netcdf
 from tests.fakes.http_server import FakeServer
 from tests.fakes.realdata import real_file
 
@@ -311,6 +311,36 @@ def test_local_no_files_match(tmp_path):
     cfg = {**LOCAL_CFG, "local": {"paths": [str(tmp_path / "none-*.nc")]}}
     with pytest.raises(FileNotFoundError, match=r"era5.local.paths: no files match"):
         fetch_era5_month("2020-02", tmp_path / "m.zarr", cfg, FAST)
+
+
+def test_local_grib(tmp_path, short_month):
+    steps = short_month("2020-01", 12)
+    lat, lon = grid(5, 8)
+    records = []
+    for t in steps:
+        records.append(("2t", "surface", 0, t, field_value("t2m", t[None], None, lat, lon)[0]))
+        for p in (500, 850):
+            values = field_value("t", t[None], [p], lat, lon)[0, 0]
+            records.append(("t", "isobaricInhPa", p, t, values))
+    path = write_grib(tmp_path / "era5.grib", records)
+    cfg = {
+        "source": "local",
+        "levels": [500, 850],
+        "step_hours": 12,
+        "local": {"paths": [str(path)], "variables": ["2t", "t"]},
+    }
+    out = fetch_era5_month("2020-01", tmp_path / "m.zarr", cfg, FAST)
+    ds = open_store(out).load()
+    validate_gridded(ds, "grib")
+    assert set(ds.data_vars) == {"2t", "t"}
+    np.testing.assert_array_equal(ds.time.values, steps)
+    np.testing.assert_array_equal(ds.level.values, [500, 850])
+    np.testing.assert_allclose(
+        ds["2t"].values, field_value("t2m", steps, None, lat, lon), rtol=1e-4
+    )
+    np.testing.assert_allclose(
+        ds["t"].values, field_value("t", steps, [500, 850], lat, lon), rtol=1e-4
+    )
 
 
 @pytest.mark.realdata

@@ -235,3 +235,41 @@ def _json(body: dict, status: int = 200) -> Response:
 def write_netcdf(ds: xr.Dataset, path: Path) -> Path:
     ds.to_netcdf(path, engine="h5netcdf")
     return path
+
+
+def write_grib(path: Path, records: list[tuple[str, str, int, np.datetime64, np.ndarray]]) -> Path:
+    """GRIB 1 messages (shortName, typeOfLevel, level, time, lat-descending 2-D field) on a
+    global regular lat/lon grid with both poles, written with eccodes the way ERA5 GRIB
+    analyses are encoded (cfgrib reads them back as t2m, t on isobaricInhPa …)."""
+    import eccodes
+
+    with open(path, "wb") as stream:
+        for short, level_type, level, time, values in records:
+            sample = (
+                "regular_ll_pl_grib1" if level_type == "isobaricInhPa" else "regular_ll_sfc_grib1"
+            )
+            handle = eccodes.codes_grib_new_from_samples(sample)
+            nlat, nlon = values.shape
+            stamp = str(np.datetime64(time, "m"))
+            settings = {
+                "centre": "ecmf",
+                "Ni": nlon,
+                "Nj": nlat,
+                "latitudeOfFirstGridPointInDegrees": 90.0,
+                "latitudeOfLastGridPointInDegrees": -90.0,
+                "longitudeOfFirstGridPointInDegrees": 0.0,
+                "longitudeOfLastGridPointInDegrees": 360.0 - 360.0 / nlon,
+                "iDirectionIncrementInDegrees": 360.0 / nlon,
+                "jDirectionIncrementInDegrees": 180.0 / (nlat - 1),
+                "dataDate": int(stamp[:10].replace("-", "")),
+                "dataTime": int(stamp[11:13]) * 100,
+                "typeOfLevel": level_type,
+                "level": level,
+                "shortName": short,
+            }
+            for key, value in settings.items():
+                eccodes.codes_set(handle, key, value)
+            eccodes.codes_set_values(handle, values.astype(np.float64).ravel())
+            eccodes.codes_write(handle, stream)
+            eccodes.codes_release(handle)
+    return path

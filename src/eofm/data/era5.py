@@ -31,6 +31,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -561,7 +562,10 @@ def open_era5_file(path: Path) -> list[xr.Dataset]:
             raw = cfgrib.open_datasets(str(path), backend_kwargs={"indexpath": ""})
             raw = [_grib_valid_time(ds) for ds in raw]
         else:
-            raw = [xr.open_dataset(path, decode_timedelta=False)]
+            with warnings.catch_warnings():
+                # float fields with a NaN _FillValue (ERA-Interim): harmless, NaN stays NaN
+                warnings.filterwarnings("ignore", message=".*non-conforming '_FillValue'.*")
+                raw = [xr.open_dataset(path, decode_timedelta=False)]
     except (OSError, ValueError, RuntimeError) as err:
         raise ValueError(f"{where}: cannot open as ERA5 NetCDF/GRIB ({err})") from err
     out = []
@@ -592,9 +596,10 @@ def _grib_valid_time(ds: xr.Dataset) -> xr.Dataset:
             keep &= ~stacked[name].isnull().all(other).values
         return stacked.isel(time=keep).sortby("time")
     if "step" in ds.dims and "valid_time" in ds.coords:
-        return ds.swap_dims(step="valid_time").drop_vars(["time", "step"], errors="ignore")
+        out = ds.swap_dims(step="valid_time").drop_vars(["time", "step"], errors="ignore")
+        return out.rename(valid_time="time")
     if "time" in ds.dims and "valid_time" in ds.coords and ds["valid_time"].dims == ("time",):
-        return ds.drop_vars("time").rename(valid_time="time")
+        return ds.swap_dims(time="valid_time").drop_vars("time").rename(valid_time="time")
     return ds
 
 
