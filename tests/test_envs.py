@@ -61,3 +61,28 @@ def test_envs_agree_with_pyproject():
             )
         extra = set(env) - set(wanted) - {"python", "pip"}
         assert not extra, f"envs/{env_name}: packages {sorted(extra)} not in pyproject.toml"
+
+
+def test_native_libraries_coexist_in_one_process(tmp_path):
+    """netCDF, GRIB (eccodes) and PROJ/GDAL load together and the interpreter exits cleanly.
+
+    eccodes ≥ 2.38 wheels bundle their own PROJ, which clashes with pyproj's: the job does
+    its work and then dies at exit (SIGSEGV), failing every Snakemake rule that touched
+    both. This runs the combination in a fresh interpreter and checks the exit status.
+    """
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, xarray as xr, eccodes, cfgrib, pyproj, rasterio, netCDF4, sys;"
+        "p = sys.argv[1];"
+        "xr.Dataset({'a': ('x', np.arange(3.0))}).to_netcdf(p);"
+        "assert float(xr.open_dataset(p)['a'].sum()) == 3.0"
+    )
+    for order in ("", "import pyproj;"):
+        result = subprocess.run(
+            [sys.executable, "-c", order + code, str(tmp_path / f"check{len(order)}.nc")],
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, f"exit {result.returncode}: {result.stderr[-2000:]}"

@@ -162,3 +162,130 @@ def test_missing_variable_is_a_clear_error(stats_path, tmp_path) -> None:
         load_firecube_stats(broken)
     with pytest.raises(FileNotFoundError, match=r"nowhere\.json"):
         load_firecube_stats(tmp_path / "nowhere.json")
+
+
+# ------------------------------------------------------------------ sources → Zarr
+
+
+def _cfg(**extra):
+    return {"start": "2020-07-01", "stop": "2020-07-04", "sample": {"ny": 8, "nx": 10}, **extra}
+
+
+@pytest.fixture
+def policy():
+    from eofm.data.fetch import RetryPolicy
+
+    return RetryPolicy(attempts=3, backoff=0.01, read_timeout=2.0)
+
+
+@pytest.fixture
+def small_cube_nc(tmp_path, policy):
+    from eofm.data.firecube import fetch_firecube
+
+    # big enough (≈330 kB) that a cut-short body leaves bytes to resume from
+    cfg = _cfg(source="sample", sample={"ny": 64, "nx": 80})
+    store = fetch_firecube(tmp_path / "sample.zarr", cfg, policy)
+    ds = xr.open_zarr(store, consolidated=False)[
+        ["burned_areas", "ignition_points", "ndvi", "DEM"]
+    ].load()
+    path = tmp_path / "firecube.nc"
+    ds.attrs = {"title": "FireCube test cube"}
+    ds.to_netcdf(path)
+    return path
+
+
+def test_sample_route_uses_bundled_statistics(tmp_path, policy):
+    from eofm.data.firecube import fetch_firecube
+
+    store = fetch_firecube(tmp_path / "c.zarr", _cfg(source="sample"), policy)
+    ds = xr.open_zarr(store, consolidated=False)
+    assert ds.sizes == {"time": 4, "y": 8, "x": 10}
+    assert (
+        ds.attrs["source"] == "sample" and "firecube_mean_std_train" in ds.attrs["source_version"]
+    )
+    assert ds["time"].values[0] == np.datetime64("2020-07-01")
+
+
+def test_http_route_resumes_and_verifies(tmp_path, small_cube_nc, policy):
+    import hashlib
+
+    from eofm.data.firecube import fetch_firecube
+    from tests.fakes.http_server import FakeServer
+
+    body = small_cube_nc.read_bytes()
+    with FakeServer() as server:
+        url = server.add_file("records/1/files/firecube.nc", body)
+        server.fail("records/1/files/firecube.nc", "truncate", "503")
+        cfg = _cfg(source="http", url=url, sha256=hashlib.sha256(body).hexdigest())
+        store = fetch_firecube(tmp_path / "out" / "firecube.zarr", cfg, policy)
+    ds = xr.open_zarr(store, consolidated=False)
+    assert set(REQUIRED := ("burned_areas", "ignition_points")) <= set(ds.data_vars), REQUIRED
+    assert ds.attrs["source"] == "firecube-http" and "input_checksums" in ds.attrs
+    ranges = [r.headers.get("Range") for r in server.requests if r.method == "GET"]
+    assert ranges[0] is None and ranges[-1] not in (None, "bytes=0-")  # resumed, not restarted
+
+
+def test_http_route_failure_keeps_previous_store(tmp_path, small_cube_nc, policy):
+    from eofm.data.fetch import FetchError
+    from eofm.data.firecube import fetch_firecube
+    from tests.fakes.http_server import FakeServer
+
+    out = tmp_path / "firecube.zarr"
+    fetch_firecube(out, _cfg(source="sample"), policy)
+    before = sorted(p.name for p in out.rglob("*"))
+    with FakeServer() as server:
+        url = server.add_file("firecube.nc?token=SECRET", small_cube_nc.read_bytes())
+        server.fail("firecube.nc", *["500"] * 5)
+        with pytest.raises(FetchError) as info:
+            fetch_firecube(out, _cfg(source="http", url=url + "?token=SECRET"), policy)
+    assert "firecube" in str(info.value) and "2020-07-01..2020-07-04" in str(info.value)
+    assert "SECRET" not in str(info.value)
+    assert sorted(p.name for p in out.rglob("*")) == before
+
+
+def test_http_route_rejects_wrong_checksum(tmp_path, small_cube_nc, policy):
+    from eofm.data.fetch import FetchError
+    from eofm.data.firecube import fetch_firecube
+    from tests.fakes.http_server import FakeServer
+
+    with FakeServer() as server:
+        url = server.add_file("firecube.nc", small_cube_nc.read_bytes())
+        with pytest.raises(FetchError, match="sha256 mismatch"):
+            fetch_firecube(
+                tmp_path / "c.zarr", _cfg(source="http", url=url, sha256="a" * 64), policy
+            )
+    assert not (tmp_path / "c.zarr").exists()
+
+
+def test_local_route_reads_zarr_zip_and_netcdf(tmp_path, small_cube_nc, policy):
+    import zarr
+
+    from eofm.data.firecube import fetch_firecube
+
+    ds = xr.open_dataset(small_cube_nc).load()
+    zipped = tmp_path / "firecube.zarr.zip"
+    with zarr.storage.ZipStore(zipped, mode="w") as store:
+        ds.to_zarr(store, zarr_format=3, consolidated=False)
+    for path in (small_cube_nc, zipped):
+        out = fetch_firecube(
+            tmp_path / f"{path.name}.zarr",
+            _cfg(source="local", path=str(path), stop="2020-07-02"),
+            policy,
+        )
+        got = xr.open_zarr(out, consolidated=False)
+        assert got.sizes["time"] == 2
+        np.testing.assert_array_equal(got["burned_areas"].values, ds["burned_areas"].values[:2])
+
+
+def test_local_route_names_file_and_missing_variable(tmp_path, small_cube_nc, policy):
+    from eofm.data.firecube import fetch_firecube
+
+    broken = tmp_path / "broken.nc"
+    xr.open_dataset(small_cube_nc).drop_vars("ignition_points").to_netcdf(broken)
+    with pytest.raises(
+        ValueError,
+        match=r"broken\.nc: not a FireCube datacube: missing variable "
+        r"'ignition_points'",
+    ):
+        fetch_firecube(tmp_path / "c.zarr", _cfg(source="local", path=str(broken)), policy)
+    assert not (tmp_path / "c.zarr").exists()

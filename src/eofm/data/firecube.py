@@ -36,12 +36,18 @@ import json
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import xarray as xr
+import zarr
 from numpy.typing import ArrayLike
 from scipy import ndimage
 from scipy.special import ndtr, ndtri
+
+from eofm.data.fetch import RetryPolicy, download, redact, sha256sum
+from eofm.data.store import write_store
 
 LON_RANGE = (18.7, 28.9)  # x ascending
 LAT_RANGE = (42.3, 34.3)  # y descending
@@ -473,3 +479,126 @@ def generate_firecube(
 
 def _standard_normal_from_uniform(q: np.ndarray) -> np.ndarray:
     return ndtri(np.clip(q, 1e-9, 1 - 1e-9))
+
+
+# ---------------------------------------------------------------- sources → Zarr
+
+BUNDLED_STATS = Path(__file__).with_name("resources") / "firecube_mean_std_train.json"
+REQUIRED_VARIABLES = ("burned_areas", "ignition_points")
+
+
+def fetch_firecube(out: str | Path, cfg: dict[str, Any], policy: RetryPolicy) -> Path:
+    """Write the FireCube datacube (or its sample) as one Zarr store at ``out``.
+
+    ``cfg`` is the config's ``firecube`` section. ``source``:
+
+    - ``sample``: the offline generator on ``sample: {ny, nx, seed}`` pixels over
+      ``start..stop``, driven by the bundled real statistics (or ``stats``, a path);
+    - ``http``: download ``url`` (Zarr zip or NetCDF; resumable, ``sha256`` checked when
+      given) next to ``out`` in ``<out>.download/``, then convert;
+    - ``local``: convert ``path`` (a ``.zarr`` directory, a zipped Zarr or NetCDF).
+
+    The cube is checked (dims time/y/x, the fire targets present, y descending) and
+    sliced to ``start..stop`` before it is written, one day per chunk.
+    """
+    source = cfg.get("source", "sample")
+    start, stop = str(cfg["start"]), str(cfg["stop"])
+    if source == "sample":
+        ds = sample_firecube(cfg)
+    elif source in ("http", "local"):
+        if source == "http":
+            path = download_firecube(out, cfg, policy)
+            origin = redact(cfg["url"])
+        else:
+            if not cfg.get("path"):
+                raise ValueError("firecube.source is 'local' but firecube.path is not set")
+            path = Path(cfg["path"])
+            origin = str(path)
+        ds = open_firecube(path)
+        ds = ds.sel(time=slice(start, stop))
+        if ds.sizes["time"] == 0:
+            raise ValueError(f"{path}: FireCube has no days in {start}..{stop}")
+        ds.attrs = {
+            **ds.attrs,
+            "source": f"firecube-{source}",
+            "source_url": origin,
+            "source_version": ds.attrs.get("title", Path(path).name),
+        }
+        if source == "http":
+            ds.attrs["input_checksums"] = json.dumps({Path(path).name: sha256sum(path)})
+    else:
+        raise ValueError(f"firecube.source: unknown {source!r}; expected sample, http or local")
+    return write_store(ds, out, validate=False)
+
+
+def sample_firecube(cfg: dict[str, Any]) -> xr.Dataset:
+    """The FireCube-like sample for the config's period and grid."""
+    sample = cfg.get("sample", {})
+    stats = load_firecube_stats(cfg.get("stats") or BUNDLED_STATS)
+    times = np.arange(
+        np.datetime64(cfg["start"], "D"), np.datetime64(cfg["stop"], "D") + 1, dtype="datetime64[D]"
+    )
+    ds = generate_firecube(
+        stats,
+        times,
+        ny=int(sample.get("ny", 64)),
+        nx=int(sample.get("nx", 80)),
+        seed=int(sample.get("seed", 0)),
+    )
+    ds.attrs.update(
+        source="sample",
+        source_url="eofm.data.firecube (offline generator)",
+        source_version=f"FireCube-like sample, statistics {Path(stats.source).name}",
+    )
+    return ds
+
+
+def download_firecube(out: str | Path, cfg: dict[str, Any], policy: RetryPolicy) -> Path:
+    """Fetch the published cube file once; a complete earlier download is reused."""
+    url = cfg.get("url")
+    if not url:
+        raise ValueError("firecube.source is 'http' but firecube.url is not set")
+    name = Path(urlsplit(url).path).name or "firecube"
+    dest = Path(f"{out}.download") / name
+    expected = cfg.get("sha256")
+    if dest.is_file() and (expected is None or sha256sum(dest) == expected.lower()):
+        return dest
+    return download(
+        url,
+        dest,
+        source="firecube",
+        period=f"{cfg['start']}..{cfg['stop']}",
+        policy=policy,
+        sha256=expected,
+    )
+
+
+def open_firecube(path: str | Path) -> xr.Dataset:
+    """Open a FireCube file and check it is the datacube the workflow expects."""
+    p = Path(path)
+    try:
+        if p.is_dir():
+            ds = xr.open_zarr(p, consolidated=None)
+        elif p.suffix == ".zip":
+            ds = xr.open_zarr(zarr.storage.ZipStore(p, mode="r"), consolidated=None)
+        else:
+            ds = xr.open_dataset(p, chunks={})
+    except Exception as err:  # every backend phrases "not my format" differently
+        raise ValueError(
+            f"{p}: cannot open as FireCube (expected a Zarr directory, a zipped Zarr or "
+            f"NetCDF): {err}"
+        ) from err
+    problems = []
+    for dim in ("time", "y", "x"):
+        if dim not in ds.dims:
+            problems.append(f"missing dimension {dim!r} (dims are {sorted(map(str, ds.dims))})")
+    for name in REQUIRED_VARIABLES:
+        if name not in ds.data_vars:
+            problems.append(f"missing variable {name!r}")
+        elif ds[name].dims != ("time", "y", "x"):
+            problems.append(f"variable {name!r} has dims {ds[name].dims}, expected (time, y, x)")
+    if not problems and ds.sizes["y"] > 1 and not bool(ds["y"][0] > ds["y"][-1]):
+        problems.append("y (latitude) must be descending")
+    if problems:
+        raise ValueError(f"{p}: not a FireCube datacube: " + "; ".join(problems))
+    return ds
