@@ -1,0 +1,67 @@
+"""Per-store manifests: provenance, checksums, and a table over all stores."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from eofm.data.manifest import collect_manifests, store_digest, write_manifest
+from eofm.data.store import write_store
+
+
+def _store(path, value: float, source_url: str = "https://example.org/x.zarr?sig=SECRET"):
+    ds = xr.Dataset(
+        {"a": (("time", "y"), np.full((2, 3), value, dtype=np.float32))},
+        coords={"time": np.array(["2020-01-01", "2020-01-02"], dtype="datetime64[ns]")},
+        attrs={
+            "source": "arco",
+            "source_url": source_url,
+            "source_version": "v3",
+            "input_checksums": json.dumps({"f.nc": "ab" * 32}),
+        },
+    )
+    return write_store(ds, path, validate=False)
+
+
+def test_manifest_records_provenance_and_redacts(tmp_path):
+    store = _store(tmp_path / "2020-01.zarr", 1.0)
+    m = write_manifest(store, tmp_path / "m.json", "era5", "2020-01")
+    assert m["source"] == "arco" and m["period"] == "2020-01" and m["source_version"] == "v3"
+    assert m["inputs"] == {"f.nc": "ab" * 32} and m["retrieved"].endswith("Z")
+    assert "SECRET" not in (tmp_path / "m.json").read_text()
+    assert m["store_files"] >= 3 and m["store_bytes"] > 0
+
+
+def test_digest_changes_with_content_not_with_location(tmp_path):
+    a = _store(tmp_path / "a.zarr", 1.0)
+    b = _store(tmp_path / "b.zarr", 2.0)
+    assert store_digest(a)[0] != store_digest(b)[0]
+    # retrieved differs between writes, so compare a copy of the same store
+    import shutil
+
+    shutil.copytree(a, tmp_path / "copy.zarr")
+    assert store_digest(a) == store_digest(tmp_path / "copy.zarr")
+
+
+def test_collect_sorts_rows(tmp_path):
+    paths = []
+    for month in ("2020-02", "2020-01"):
+        store = _store(tmp_path / f"{month}.zarr", 1.0)
+        paths.append(
+            write_manifest(store, tmp_path / f"{month}.json", "era5", month)
+            and tmp_path / f"{month}.json"
+        )
+    collect_manifests(paths, tmp_path / "manifest.csv")
+    rows = list(csv.DictReader(open(tmp_path / "manifest.csv")))
+    assert [r["period"] for r in rows] == ["2020-01", "2020-02"] and rows[0]["inputs"] == "1"
+
+
+def test_store_without_provenance_is_named(tmp_path):
+    ds = xr.Dataset({"a": ("x", np.zeros(2))})
+    ds.to_zarr(tmp_path / "bare.zarr", zarr_format=3, consolidated=False)
+    with pytest.raises(ValueError, match=r"bare\.zarr: store has no provenance"):
+        write_manifest(tmp_path / "bare.zarr", tmp_path / "m.json", "era5", "2020-01")
