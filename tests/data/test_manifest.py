@@ -51,10 +51,8 @@ def test_collect_sorts_rows(tmp_path):
     paths = []
     for month in ("2020-02", "2020-01"):
         store = _store(tmp_path / f"{month}.zarr", 1.0)
-        paths.append(
-            write_manifest(store, tmp_path / f"{month}.json", "era5", month)
-            and tmp_path / f"{month}.json"
-        )
+        write_manifest(store, tmp_path / f"{month}.json", "era5", month)
+        paths.append(tmp_path / f"{month}.json")
     collect_manifests(paths, tmp_path / "manifest.csv")
     rows = list(csv.DictReader(open(tmp_path / "manifest.csv")))
     assert [r["period"] for r in rows] == ["2020-01", "2020-02"] and rows[0]["inputs"] == "1"
