@@ -16,7 +16,14 @@ from eofm.data import merra2
 from eofm.data.fetch import FetchError, RetryPolicy
 from eofm.data.merra2 import CredentialsError, fetch_merra2_month, fetch_merra2_static
 from eofm.data.store import open_store
-from tests.fakes.gesdisc import FakeEarthaccess, FakeGesdisc, copy_month, value
+from tests.fakes.gesdisc import (
+    FakeEarthaccess,
+    FakeGesdisc,
+    copy_month,
+    file_name,
+    nc4_bytes,
+    value,
+)
 from tests.fakes.realdata import real_file
 
 FAST = RetryPolicy(attempts=4, backoff=0.01, read_timeout=2.0)
@@ -108,6 +115,28 @@ def test_local_fake_files_need_the_asked_variables(tmp_path, env):
     assert not (tmp_path / "m.zarr").exists()
 
 
+def test_local_partial_month_uses_the_previous_day_for_the_first_step(tmp_path, env):
+    """Files for Jan 31 and Feb 1-2: the first step of February averages 23:30 and 00:30."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for day in ("2021-01-31", "2021-02-01", "2021-02-02"):
+        (src / file_name("M2T1NXLND", np.datetime64(day))).write_bytes(nc4_bytes("M2T1NXLND", day))
+    cfg = {
+        "source": "local",
+        "collections": {"M2T1NXLND": ["LAI"]},
+        "step_hours": 24,
+        "local": {"paths": [str(src / "MERRA2_*.nc4")]},
+    }
+    ds = open_store(fetch_merra2_month(MONTH, tmp_path / "m.zarr", cfg, FAST))
+    times = ds["time"].values
+    expected_times = np.array(["2021-02-01T00:00", "2021-02-02T00:00"], dtype="datetime64[ns]")
+    np.testing.assert_array_equal(times, expected_times)
+    lat, lon = ds["lat"].values[None, :-1, None], _source_lon(ds["lon"].values)[None, None, :]
+    expected = value("LAI", times[:, None, None], lat, lon)
+    np.testing.assert_allclose(ds["LAI"].values[:, :-1], expected, rtol=1e-6)
+    assert len(json.loads(ds.attrs["input_checksums"])) == 3
+
+
 def test_config_errors_are_clear():
     with pytest.raises(ValueError, match=r"merra2\.source"):
         merra2.merra2_config({"source": "ftp"})
@@ -153,7 +182,7 @@ def test_gesdisc_netrc_through_urs_redirect(tmp_path, env, gesdisc):
     ds = open_store(out)
     assert ds["T"].dims == ("time", "level", "lat", "lon")
     assert ds["GWETROOT"].dims == ("time", "lat", "lon")
-    assert ds["level"].values.tolist() == [34, 72]
+    assert ds["level"].values.tolist() == [34, 72] and ds["level"].dtype == np.int32
     assert ds["lon"].values.tolist() == [0.0, 90.0, 180.0, 270.0]
     assert ds["lat"].values.tolist() == [90.0, 45.0, 0.0, -45.0, -90.0]
     times = ds["time"].values

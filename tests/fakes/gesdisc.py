@@ -351,4 +351,4 @@ def copy_month(fake_dir: Path, coll: str, month: str) -> list[Path]:
     return paths
 
 
-__all__ = ["FakeEarthaccess", "FakeGesdisc", "copy_month", "nc4_bytes", "value"]
+__all__ = ["FakeEarthaccess", "FakeGesdisc", "copy_month", "file_name", "nc4_bytes", "value"]

@@ -6,8 +6,8 @@ latitudes flipped to descending; ``lev`` becomes ``level`` (model levels, 1 = to
 surface); MERRA-2 variable names (T2M, PS, …) are kept. Time steps fall every
 ``step_hours`` on the hour. The ``tavg`` collections hold hourly means stamped HH:30, so
 — as Prithvi WxC's extractor does — the value at HH:00 is the mean of the HH-1:30 and
-HH:30 means; the month's first step (00:00 on day 1) has no earlier mean in the month
-and takes the 00:30 one alone.
+HH:30 means; the month's first step (00:00 on day 1) takes the 00:30 mean alone unless
+the previous day's file is at hand (the local route uses it when its globs match it).
 
 Config (the ``merra2`` section; `DEFAULTS` holds the defaults):
 
@@ -769,6 +769,8 @@ def _collection_series(
         out[name].attrs = _variable_attrs(name, attrs[name], coll, paths[0])
     if "lev" in out.dims:
         out = out.rename(lev="level")
+        if coll.stem.endswith("_Nv"):  # model levels are whole numbers
+            out = out.assign_coords(level=out["level"].values.round().astype(np.int32))
         out["level"].attrs = _level_attrs(coll)
     return out
 
@@ -861,7 +863,8 @@ def _build_month(
         "title": f"MERRA-2 {month}",
         "time_processing": (
             f"steps every {cfg['step_hours']} h on the hour; tavg collections: hourly means "
-            "at HH:30 averaged onto HH:00, the month's first step from its 00:30 mean alone"
+            "at HH:30 averaged onto HH:00; the month's first step uses the 00:30 mean alone "
+            "when the previous day's means are not at hand"
         ),
     }
     return _to_contract_grid(ds)
