@@ -144,7 +144,9 @@ def test_config_errors_are_clear():
         merra2.merra2_config({"collections": {"M2XXX": ["T"]}})
     with pytest.raises(ValueError, match="step_hours"):
         merra2.merra2_config({"step_hours": 0})
-    cfg = merra2.merra2_config({})
+    with pytest.raises(ValueError, match=r"merra2\.collections is empty"):
+        merra2.merra2_config({"collections": {}})
+    cfg = merra2.merra2_config({"collections": None, "publication_lag_days": 45})
     assert cfg["levels"] == merra2.PRITHVI_LEVELS and cfg["step_hours"] == 3
     assert set(cfg["collections"]) == {
         "M2I3NVASM",

@@ -187,6 +187,8 @@ def merra2_config(cfg: dict[str, Any] | None) -> dict[str, Any]:
     """``cfg`` over `DEFAULTS` (``servers`` and ``local`` merged key by key), validated."""
     merged = copy.deepcopy(DEFAULTS)
     for key, value in (cfg or {}).items():
+        if value is None:  # an unset key in YAML keeps the default
+            continue
         if key in ("servers", "local") and isinstance(value, dict):
             merged[key] = {**merged[key], **value}
         else:
@@ -198,8 +200,9 @@ def merra2_config(cfg: dict[str, Any] | None) -> dict[str, Any]:
     step = merged["step_hours"]
     if not isinstance(step, int) or isinstance(step, bool) or not 1 <= step <= 24:
         raise ValueError(f"merra2.step_hours is {step!r}; expected an integer from 1 to 24")
-    _collections(merged, "collections")
-    _collections(merged, "static")
+    for key in ("collections", "static"):
+        if not _collections(merged, key):
+            raise ValueError(f"merra2.{key} is empty; expected {{collection: [variables]}}")
     return merged
 
 
