@@ -20,7 +20,20 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 
+# credentials: environment → a missing variable fails here, before any job starts
+if required_envvars():
+
+    envvars:
+        *required_envvars(),
+
+
 rule all:
     input:
         final_outputs(),
     default_target: True
+
+
+rule data:
+    """Only the data stage: every store, its QC and the manifest table (`snakemake data`)."""
+    input:
+        data_outputs(),

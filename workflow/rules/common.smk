@@ -1,16 +1,26 @@
 # Helpers and target lists only: no rules here.
+import glob
+import sys
+
 import pandas as pd
+from snakemake.exceptions import WorkflowError
 
 
 wildcard_constraints:
     month=r"\d{4}-\d{2}",
     target=r"[a-z0-9]+",
     source=r"[a-z0-9]+",
+    area=r"[A-Za-z0-9_-]+",
+    sensor=r"modis|landsat|sentinel2",
     backbone=r"[a-z0-9_]+-[a-z]+",
     mode=r"lora|full",
 
 
 ERA5 = config["era5"]
+MERRA2 = config["merra2"]
+TILES = config["tiles"]
+FIRECUBE = config["firecube"]
+FETCH = config["fetch"]
 WEATHER = config["weather"]
 PERIOD = config["period"]
 BACKBONES = {f"{model}-{spec['size']}": model for model, spec in WEATHER["backbones"].items()}
@@ -24,9 +34,66 @@ def months_between(start, stop):
     return [p.strftime("%Y-%m") for p in pd.period_range(start[:7], stop[:7], freq="M")]
 
 
-TRAIN_MONTHS = months_between(PERIOD["train"]["start"], PERIOD["train"]["stop"])
-TEST_MONTHS = months_between(PERIOD["test"]["start"], PERIOD["test"]["stop"])
+def published(months, section, name):
+    """The months a real archive has published, given its publication lag.
+
+    A scheduled rerun then asks for a month only once it exists, instead of failing on
+    (or half-filling) a month the archive has not finished.
+    """
+    if section["source"] in ("sample", "local", "none"):
+        return months
+    cutoff = pd.Timestamp.now(tz="UTC").tz_localize(None) - pd.Timedelta(
+        days=section["publication_lag_days"]
+    )
+    keep = [m for m in months if pd.Period(m, freq="M").end_time <= cutoff]
+    if len(keep) < len(months):
+        skipped = sorted(set(months) - set(keep))
+        print(
+            f"eofm: {name} ({section['source']}): months {skipped} end after "
+            f"{cutoff:%Y-%m-%d} (publication lag {section['publication_lag_days']} days); "
+            "not requested yet",
+            file=sys.stderr,
+        )
+    return keep
+
+
+TRAIN_MONTHS = published(
+    months_between(PERIOD["train"]["start"], PERIOD["train"]["stop"]), ERA5, "era5"
+)
+TEST_MONTHS = published(
+    months_between(PERIOD["test"]["start"], PERIOD["test"]["stop"]), ERA5, "era5"
+)
+if not TRAIN_MONTHS or not TEST_MONTHS:
+    raise WorkflowError(
+        "era5: the training or test period has no published month yet; move `period` "
+        "earlier or lower era5.publication_lag_days"
+    )
 MONTHS = sorted(set(TRAIN_MONTHS) | set(TEST_MONTHS))
+
+
+MERRA2_MONTHS = (
+    published(MONTHS, MERRA2, "merra2") if MERRA2["source"] != "none" else []
+)
+TILE_MONTHS = months_between(
+    TILES.get("start", PERIOD["train"]["start"]), TILES.get("stop", PERIOD["test"]["stop"])
+)
+
+
+def required_envvars():
+    """Variables the active sources need when credentials come from the environment."""
+    if config["credentials"] != "environment":
+        return []
+    names = []
+    if ERA5["source"] == "cds":
+        names += ["CDSAPI_URL", "CDSAPI_KEY"]
+    if MERRA2["source"] in ("gesdisc", "earthaccess"):
+        names += ["EARTHDATA_USERNAME", "EARTHDATA_PASSWORD"]
+    return names
+
+
+def local_files(patterns):
+    """Files matching the config's globs, so editing a local file reruns its jobs."""
+    return sorted({f for pattern in patterns for f in glob.glob(pattern)})
 
 
 def era5_store(month):
@@ -106,6 +173,45 @@ def maps(backbone, mode):
     return [f"results/figures/weather/{backbone}/{mode}/{t}-map.png" for t in TARGETS]
 
 
+def data_stores():
+    """(dataset, store, period) of every store the configured sources produce."""
+    src = ERA5["source"]
+    stores = [("era5", era5_store(m), m) for m in MONTHS]
+    stores.append(("era5", f"resources/era5/{src}/static.zarr", "static"))
+    if MERRA2["source"] != "none":
+        prefix = f"resources/merra2/{MERRA2['source']}"
+        stores += [("merra2", f"{prefix}/{m}.zarr", m) for m in MERRA2_MONTHS]
+        stores.append(("merra2", f"{prefix}/static.zarr", "static"))
+    if TILES["source"] != "none":
+        prefix = f"resources/tiles/{TILES['source']}"
+        stores += [
+            ("tiles", f"{prefix}/{area}/{sensor}/{m}.zarr", m)
+            for area in TILES["areas"]
+            for sensor in TILES["sensors"]
+            for m in TILE_MONTHS
+        ]
+    if FIRECUBE["source"] != "none":
+        period = f"{FIRECUBE['start']}..{FIRECUBE['stop']}"
+        stores.append(("firecube", f"resources/firecube/{FIRECUBE['source']}/firecube.zarr", period))
+    return stores
+
+
+def manifest_of(store):
+    """resources/<dataset>/<...>.zarr -> resources/manifests/<dataset>/<...>.json"""
+    return f"resources/manifests/{store.removeprefix('resources/').removesuffix('.zarr')}.json"
+
+
+MANIFEST_PERIODS = {manifest_of(store): period for _, store, period in data_stores()}
+
+
+def data_outputs():
+    """What `snakemake data` builds: every store, its QC (ERA5) and the manifest table."""
+    return [store for _, store, _ in data_stores()] + [
+        *store_qc_reports(),
+        "results/data/manifest.csv",
+    ]
+
+
 def final_outputs():
     outputs = [
         "results/tables/weather-skill.csv",
@@ -113,7 +219,7 @@ def final_outputs():
         "results/figures/weather-skill.png",
         "results/benchmarks/summary.csv",
         "results/figures/benchmarks.png",
-        *store_qc_reports(),
+        *data_outputs(),
     ]
     for backbone in BACKBONES:
         outputs += [
@@ -131,14 +237,20 @@ def final_outputs():
 def benchmark_files():
     """The benchmark: file of every job upstream of the report, so it can be summarised."""
     src = ERA5["source"]
-    files = [
-        *[f"benchmarks/generate_era5_{src}/{m}.tsv" for m in MONTHS],
-        f"benchmarks/generate_era5_{src}_static/static.tsv",
+    if src == "sample":
+        files = [f"benchmarks/generate_era5_sample/{m}.tsv" for m in MONTHS]
+        files.append("benchmarks/generate_era5_sample_static/static.tsv")
+    else:
+        files = [f"benchmarks/fetch_era5/{src}/{m}.tsv" for m in MONTHS]
+        files.append(f"benchmarks/fetch_era5_static/{src}.tsv")
+    files += [
         *[f"benchmarks/qc_store/{src}/{m}.tsv" for m in MONTHS],
         f"benchmarks/qc_static/{src}.tsv",
         "benchmarks/compute_stats/era5.tsv",
         "benchmarks/skill_table/weather.tsv",
     ]
+    if FIRECUBE["source"] != "none":
+        files.append(f"benchmarks/fetch_firecube/{FIRECUBE['source']}.tsv")
     for backbone in BACKBONES:
         if weights_origin(backbone) == "scratch":
             files.append(f"benchmarks/pretrain_backbone/{backbone}.tsv")

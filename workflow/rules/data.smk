@@ -39,6 +39,164 @@ rule generate_era5_sample_static:
         "../../scripts/generate_sample.py"
 
 
+rule fetch_era5:
+    """One month of ERA5 from ARCO, the CDS or local files, in the sample's schema."""
+    input:
+        local=local_files(ERA5["local"]["paths"]) if ERA5["source"] == "local" else [],
+    output:
+        store=directory("resources/era5/{source}/{month}.zarr"),
+    wildcard_constraints:
+        source="arco|cds|local",
+    params:
+        era5=ERA5,
+        fetch=FETCH,
+    log:
+        "logs/fetch_era5/{source}/{month}.log",
+    benchmark:
+        "benchmarks/fetch_era5/{source}/{month}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../../scripts/fetch_era5.py"
+
+
+rule fetch_era5_static:
+    """Invariant fields (lsm, z, slt) from the same route."""
+    input:
+        local=local_files(ERA5["local"]["static_paths"]) if ERA5["source"] == "local" else [],
+    output:
+        store=directory("resources/era5/{source}/static.zarr"),
+    wildcard_constraints:
+        source="arco|cds|local",
+    params:
+        era5=ERA5,
+        fetch=FETCH,
+    log:
+        "logs/fetch_era5_static/{source}.log",
+    benchmark:
+        "benchmarks/fetch_era5_static/{source}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../../scripts/fetch_era5.py"
+
+
+rule fetch_merra2:
+    """One month of MERRA-2 (Prithvi WxC's collections) from GES DISC or local files."""
+    input:
+        local=local_files(MERRA2["local"]["paths"]) if MERRA2["source"] == "local" else [],
+    output:
+        store=directory("resources/merra2/{source}/{month}.zarr"),
+    params:
+        merra2=MERRA2,
+        fetch=FETCH,
+    log:
+        "logs/fetch_merra2/{source}/{month}.log",
+    benchmark:
+        "benchmarks/fetch_merra2/{source}/{month}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../../scripts/fetch_merra2.py"
+
+
+rule fetch_merra2_static:
+    """MERRA-2 invariant fields (PHIS, FRLAND, FROCEAN, FRACI)."""
+    input:
+        local=local_files(MERRA2["local"]["paths"]) if MERRA2["source"] == "local" else [],
+    output:
+        store=directory("resources/merra2/{source}/static.zarr"),
+    params:
+        merra2=MERRA2,
+        fetch=FETCH,
+    log:
+        "logs/fetch_merra2_static/{source}.log",
+    benchmark:
+        "benchmarks/fetch_merra2_static/{source}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../../scripts/fetch_merra2.py"
+
+
+rule fetch_tiles:
+    """One month of one sensor's scenes over one area, on the area's shared grid."""
+    input:
+        local=(
+            lambda w: local_files(TILES["local"]["paths"][w.sensor])
+            if TILES["source"] == "local"
+            else []
+        ),
+    output:
+        store=directory("resources/tiles/{source}/{area}/{sensor}/{month}.zarr"),
+    params:
+        tiles=TILES,
+        fetch=FETCH,
+    log:
+        "logs/fetch_tiles/{source}/{area}/{sensor}/{month}.log",
+    benchmark:
+        "benchmarks/fetch_tiles/{source}/{area}/{sensor}/{month}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../../scripts/fetch_tiles.py"
+
+
+rule fetch_firecube:
+    """The FireCube datacube (or its offline sample) over firecube.start..stop."""
+    input:
+        local=[FIRECUBE["path"]] if FIRECUBE["source"] == "local" else [],
+    output:
+        store=directory("resources/firecube/{source}/firecube.zarr"),
+    params:
+        firecube=FIRECUBE,
+        fetch=FETCH,
+    log:
+        "logs/fetch_firecube/{source}.log",
+    benchmark:
+        "benchmarks/fetch_firecube/{source}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../../scripts/fetch_firecube.py"
+
+
+rule write_manifest:
+    """Provenance and checksums of one store."""
+    input:
+        store="resources/{dataset}/{path}.zarr",
+    output:
+        manifest="resources/manifests/{dataset}/{path}.json",
+    wildcard_constraints:
+        dataset="era5|merra2|tiles|firecube",
+    params:
+        period=lambda w, output: MANIFEST_PERIODS.get(output.manifest, w.path.rsplit("/", 1)[-1]),
+    log:
+        "logs/write_manifest/{dataset}/{path}.log",
+    benchmark:
+        "benchmarks/write_manifest/{dataset}/{path}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../../scripts/write_manifest.py"
+
+
+rule manifest_table:
+    """One row per store: source, version, retrieval time, checksums."""
+    input:
+        manifests=[manifest_of(store) for _, store, _ in data_stores()],
+    output:
+        table="results/data/manifest.csv",
+    log:
+        "logs/manifest_table/manifest.log",
+    benchmark:
+        "benchmarks/manifest_table/manifest.tsv"
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../../scripts/make_manifest_table.py"
+
+
 rule qc_store:
     """Coverage, NaN fraction and value ranges against the variable catalogue."""
     input:
