@@ -4,11 +4,12 @@ from eofm.data.era5 import fetch_era5_month, fetch_era5_static
 from eofm.data.fetch import RetryPolicy
 from eofm.logs import job_log
 
+# Settings come from the config; the rule's params list only those that shape the store,
+# so that retry policy, publication lag or the period never trigger a refetch.
 with job_log(snakemake.log[0]):
-    p = snakemake.params
-    policy = RetryPolicy.from_config(p.fetch)
+    policy = RetryPolicy.from_config(snakemake.config["fetch"])
     month = snakemake.wildcards.get("month")
     if month:
-        fetch_era5_month(month, snakemake.output.store, dict(p.era5), policy)
+        fetch_era5_month(month, snakemake.output.store, dict(snakemake.config["era5"]), policy)
     else:
-        fetch_era5_static(snakemake.output.store, dict(p.era5), policy)
+        fetch_era5_static(snakemake.output.store, dict(snakemake.config["era5"]), policy)

@@ -4,6 +4,11 @@ from eofm.data.fetch import RetryPolicy
 from eofm.data.firecube import fetch_firecube
 from eofm.logs import job_log
 
+# Settings come from the config; the rule's params list only those that shape the store,
+# so that retry policy, publication lag or the period never trigger a refetch.
 with job_log(snakemake.log[0]):
-    p = snakemake.params
-    fetch_firecube(snakemake.output.store, dict(p.firecube), RetryPolicy.from_config(p.fetch))
+    fetch_firecube(
+        snakemake.output.store,
+        dict(snakemake.config["firecube"]),
+        RetryPolicy.from_config(snakemake.config["fetch"]),
+    )

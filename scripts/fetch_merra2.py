@@ -4,11 +4,12 @@ from eofm.data.fetch import RetryPolicy
 from eofm.data.merra2 import fetch_merra2_month, fetch_merra2_static
 from eofm.logs import job_log
 
+# Settings come from the config; the rule's params list only those that shape the store,
+# so that retry policy, publication lag or the period never trigger a refetch.
 with job_log(snakemake.log[0]):
-    p = snakemake.params
-    policy = RetryPolicy.from_config(p.fetch)
+    policy = RetryPolicy.from_config(snakemake.config["fetch"])
     month = snakemake.wildcards.get("month")
     if month:
-        fetch_merra2_month(month, snakemake.output.store, dict(p.merra2), policy)
+        fetch_merra2_month(month, snakemake.output.store, dict(snakemake.config["merra2"]), policy)
     else:
-        fetch_merra2_static(snakemake.output.store, dict(p.merra2), policy)
+        fetch_merra2_static(snakemake.output.store, dict(snakemake.config["merra2"]), policy)

@@ -4,13 +4,15 @@ from eofm.data.fetch import RetryPolicy
 from eofm.data.tiles import fetch_tiles_month
 from eofm.logs import job_log
 
+# Settings come from the config; the rule's params list only those that shape the store,
+# so that retry policy, publication lag or the period never trigger a refetch.
 with job_log(snakemake.log[0]):
-    w, p = snakemake.wildcards, snakemake.params
+    w = snakemake.wildcards
     fetch_tiles_month(
         w.area,
         w.sensor,
         w.month,
         snakemake.output.store,
-        dict(p.tiles),
-        RetryPolicy.from_config(p.fetch),
+        dict(snakemake.config["tiles"]),
+        RetryPolicy.from_config(snakemake.config["fetch"]),
     )

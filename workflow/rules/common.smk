@@ -91,6 +91,43 @@ def required_envvars():
     return names
 
 
+def without(section, *keys):
+    """A copy of a config section without ``keys`` (dotted for nested ones).
+
+    Params are a rerun trigger, so a fetch rule gets only the settings that shape what
+    it writes: retry policy, publication lag or the period must never refetch a store.
+    """
+    copy = {k: (dict(v) if isinstance(v, dict) else v) for k, v in section.items()}
+    for key in keys:
+        *parents, last = key.split(".")
+        node = copy
+        for parent in parents:
+            node = node.get(parent, {})
+        node.pop(last, None)
+    return copy
+
+
+ERA5_CONTENT = without(
+    ERA5,
+    "seed",
+    "grid",
+    "publication_lag_days",
+    "cds.sleep_max",
+    "cds.retry_max",
+    "cds.timeout",
+    "cds.progress",
+)
+MERRA2_CONTENT = without(MERRA2, "publication_lag_days")
+
+
+def tiles_content(wildcards):
+    """The tiles settings of one area: adding an area or a month refetches nothing else."""
+    return {
+        **without(TILES, "start", "stop", "areas", "sensors"),
+        "areas": {wildcards.area: TILES["areas"][wildcards.area]},
+    }
+
+
 def local_files(patterns):
     """Files matching the config's globs, so editing a local file reruns its jobs."""
     return sorted({f for pattern in patterns for f in glob.glob(pattern)})

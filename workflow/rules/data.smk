@@ -1,4 +1,6 @@
 # Data: sources → Zarr stores (one per source and month), QC per store, training statistics.
+# Fetch rules' params hold only the settings that shape a store (a rerun trigger); the
+# scripts read the rest (retry policy, polling) from the config, so they never refetch.
 
 
 rule generate_era5_sample:
@@ -48,8 +50,7 @@ rule fetch_era5:
     wildcard_constraints:
         source="arco|cds|local",
     params:
-        era5=ERA5,
-        fetch=FETCH,
+        era5=ERA5_CONTENT,
     log:
         "logs/fetch_era5/{source}/{month}.log",
     benchmark:
@@ -69,8 +70,7 @@ rule fetch_era5_static:
     wildcard_constraints:
         source="arco|cds|local",
     params:
-        era5=ERA5,
-        fetch=FETCH,
+        era5=ERA5_CONTENT,
     log:
         "logs/fetch_era5_static/{source}.log",
     benchmark:
@@ -88,8 +88,7 @@ rule fetch_merra2:
     output:
         store=directory("resources/merra2/{source}/{month}.zarr"),
     params:
-        merra2=MERRA2,
-        fetch=FETCH,
+        merra2=MERRA2_CONTENT,
     log:
         "logs/fetch_merra2/{source}/{month}.log",
     benchmark:
@@ -107,8 +106,7 @@ rule fetch_merra2_static:
     output:
         store=directory("resources/merra2/{source}/static.zarr"),
     params:
-        merra2=MERRA2,
-        fetch=FETCH,
+        merra2=MERRA2_CONTENT,
     log:
         "logs/fetch_merra2_static/{source}.log",
     benchmark:
@@ -130,8 +128,7 @@ rule fetch_tiles:
     output:
         store=directory("resources/tiles/{source}/{area}/{sensor}/{month}.zarr"),
     params:
-        tiles=TILES,
-        fetch=FETCH,
+        tiles=tiles_content,
     log:
         "logs/fetch_tiles/{source}/{area}/{sensor}/{month}.log",
     benchmark:
@@ -150,7 +147,6 @@ rule fetch_firecube:
         store=directory("resources/firecube/{source}/firecube.zarr"),
     params:
         firecube=FIRECUBE,
-        fetch=FETCH,
     log:
         "logs/fetch_firecube/{source}.log",
     benchmark:
