@@ -21,6 +21,7 @@ from eofm.data.store import (
     StoreContractError,
     append_store,
     open_store,
+    store_writer,
     validate_gridded,
     write_store,
 )
@@ -299,3 +300,36 @@ def test_open_store_names_the_path(tmp_path: Path) -> None:
     (tmp_path / "plain").mkdir()
     with pytest.raises(ValueError, match="plain: not a Zarr store"):
         open_store(tmp_path / "plain")
+
+
+def test_store_writer_streams_pieces_into_one_store(tmp_path: Path) -> None:
+    whole = _sample(0, 6)
+    out = tmp_path / "streamed.zarr"
+    with store_writer(out) as write:
+        for k in range(0, 6, 2):
+            write(whole.isel(time=slice(k, k + 2)))
+        assert not out.exists()  # only renamed into place at the end
+    got = open_store(out)
+    _assert_same_values(got, whole)
+    assert got.attrs["source"] == whole.attrs["source"] and "retrieved" in got.attrs
+    assert got["2t"].encoding["chunks"][0] == 1
+    assert _siblings(out) == []
+
+
+def test_store_writer_failure_midway_keeps_the_old_store(tmp_path: Path) -> None:
+    out = write_store(_sample(0, 2, seed=1), tmp_path / "m.zarr")
+    before = open_store(out)["2t"].values.copy()
+    with pytest.raises(RuntimeError, match="network gone"), store_writer(out) as write:
+        write(_sample(0, 2))
+        raise RuntimeError("network gone")
+    np.testing.assert_array_equal(open_store(out)["2t"].values, before)
+    assert _siblings(out) == []
+
+
+def test_store_writer_rejects_a_piece_with_other_variables(tmp_path: Path) -> None:
+    out = tmp_path / "m.zarr"
+    whole = _sample(0, 4)
+    with pytest.raises(ValueError, match=r"piece has variables"), store_writer(out) as write:
+        write(whole.isel(time=slice(0, 2)))
+        write(whole.isel(time=slice(2, 4)).drop_vars("tp"))
+    assert not out.exists() and _siblings(out) == []

@@ -52,7 +52,7 @@ from eofm.data.fetch import (
 )
 from eofm.data.gridded import standardise_gridded
 from eofm.data.sample import month_times
-from eofm.data.store import write_store
+from eofm.data.store import store_writer, write_store
 from eofm.data.variables import ATMOSPHERIC, STATIC, SURFACE, TARGETS, lookup
 
 log = logging.getLogger(__name__)
@@ -472,10 +472,11 @@ def _arco_month(month: str, out: Path, cfg: dict, policy: RetryPolicy) -> Path:
         acc = {v: accumulate(hourly[v], np.asarray([t]), where) for v in ACCUMULATED}
         return coarsen_grid(now.assign(acc).load(), factor)  # per step: bounded memory
 
-    pieces = []
-    for t in tqdm(steps, desc=f"era5 arco {month}", unit="step", leave=False):
-        pieces.append(
-            with_retries(
+    provenance = _arco_provenance(url, remote)
+    # one step in memory at a time: a 0.25° month with 13 levels is ~37 GB, a step ~0.3 GB
+    with store_writer(out) as write:
+        for t in tqdm(steps, desc=f"era5 arco {month}", unit="step", leave=False):
+            piece = with_retries(
                 lambda t=t: read(t),
                 source=f"{SOURCE_NAME}/arco",
                 url=url,
@@ -483,18 +484,17 @@ def _arco_month(month: str, out: Path, cfg: dict, policy: RetryPolicy) -> Path:
                 policy=policy,
                 transient=arco_transient,
             )
-        )
-    merged = xr.concat(pieces, dim="time")
-    _check_complete(merged, where)
-    ds = _finish(
-        {v: merged[v] for v in _required(None, "month")},
-        static=False,
-        factor=1,
-        provenance=_arco_provenance(url, remote),
-    )
-    if factor > 1:
-        ds.attrs["coarsen"] = factor
-    return write_store(ds, out)
+            _check_complete(piece, where)
+            ds = _finish(
+                {v: piece[v] for v in _required(None, "month")},
+                static=False,
+                factor=1,
+                provenance=provenance,
+            )
+            if factor > 1:
+                ds.attrs["coarsen"] = factor
+            write(ds)
+    return Path(out)
 
 
 def _arco_provenance(url: str, remote: xr.Dataset) -> dict[str, str]:

@@ -11,8 +11,11 @@ import os
 import re
 import secrets
 import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -134,6 +137,53 @@ def write_store(ds: xr.Dataset, path: str | os.PathLike, *, validate: bool = Tru
         _remove(tmp)
         raise
     return target
+
+
+@contextmanager
+def store_writer(
+    path: str | os.PathLike, *, validate: bool = True
+) -> Iterator[Callable[[xr.Dataset], None]]:
+    """Write a store piece by piece along time, so memory holds one piece, not a month.
+
+    Yields ``write(piece)``: the first piece creates the store in a temporary sibling,
+    later ones are appended along time (same variables, same grid). The store is renamed
+    onto ``path`` only when the block ends without error, so a failure halfway leaves the
+    previous store (or none), never a store with a month's first half.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_siblings(target)
+    tmp = _sibling(target, "tmp")
+    first: dict[str, Any] = {}
+
+    def write(piece: xr.Dataset) -> None:
+        if not first:
+            if validate:
+                validate_gridded(piece, str(target))
+            ds = _prepare(piece)
+            ds.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=False, encoding=_encoding(ds))
+            first["attrs"] = dict(ds.attrs)
+            first["vars"] = {name: dict(ds[name].attrs) for name in ds.data_vars}
+            return
+        if set(piece.data_vars) != set(first["vars"]):
+            raise ValueError(
+                f"{target}: piece has variables {sorted(map(str, piece.data_vars))}, the "
+                f"store {sorted(first['vars'])}"
+            )
+        ds = _prepare(piece).drop_vars([n for n in piece.variables if "time" not in piece[n].dims])
+        ds.attrs = first["attrs"]
+        for name, attrs in first["vars"].items():
+            ds[name].attrs = attrs
+        ds.to_zarr(tmp, mode="a", append_dim="time", consolidated=False, zarr_format=3)
+
+    try:
+        yield write
+        if not first:
+            raise ValueError(f"{target}: nothing was written (no pieces)")
+        _swap_into_place(tmp, target)
+    except BaseException:
+        _remove(tmp)
+        raise
 
 
 def append_store(ds: xr.Dataset, path: str | os.PathLike) -> Path:
