@@ -22,7 +22,15 @@ from eofm.data.sample import month_times
 from eofm.data.store import open_store, validate_gridded
 from eofm.data.variables import ATMOSPHERIC, STATIC, SURFACE, TARGETS
 from tests.fakes.arco import arco_dataset, chunk_path, serve_store, write_arco_store
-from tests.fakes.cds import FakeCDS, era5_netcdf, field_value, grid, write_grib, write_netcdf
+from tests.fakes.cds import (
+    FakeCDS,
+    era5_netcdf,
+    field_value,
+    grid,
+    write_grib,
+    write_grib_accumulated,
+    write_netcdf,
+)
 from tests.fakes.http_server import FakeServer
 from tests.fakes.realdata import real_file
 
@@ -341,6 +349,32 @@ def test_local_grib(tmp_path, short_month):
     np.testing.assert_allclose(
         ds["t"].values, field_value("t", steps, [500, 850], lat, lon), rtol=1e-4
     )
+
+
+def test_local_grib_accumulations_in_forecast_layout_sum_to_6h(tmp_path):
+    """tp as the CDS sends it in GRIB: hourly accumulations of the 06/18 UTC forecasts
+    (time × step); the store holds the sum of the six hours ending at each step."""
+    lat, lon = grid(5, 8)
+    hours = np.arange(
+        np.datetime64("2019-12-31T19", "h"), np.datetime64("2020-02-01T00", "h")
+    ).astype("datetime64[ns]")
+    hourly = 1e-4 * (1.0 + field_value("tp", hours, None, lat, lon) % 3.0)
+    path = write_grib_accumulated(tmp_path / "tp.grib", "tp", hours, hourly)
+    cfg = {
+        "source": "local",
+        "levels": [500],
+        "step_hours": 6,
+        "local": {"paths": [str(path)], "variables": ["tp"]},
+    }
+    out = fetch_era5_month("2020-01", tmp_path / "m.zarr", cfg, FAST)
+    tp = open_store(out)["tp"].load()
+    steps = month_times("2020-01", 6)
+    np.testing.assert_array_equal(tp.time.values, steps)
+    index = {t: k for k, t in enumerate(hours)}
+    expected = np.stack(
+        [hourly[[index[t - np.timedelta64(h, "h")] for h in range(6)]].sum(0) for t in steps]
+    )
+    np.testing.assert_allclose(tp.values, expected, rtol=1e-5)
 
 
 @pytest.mark.realdata

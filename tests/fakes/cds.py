@@ -273,3 +273,55 @@ def write_grib(path: Path, records: list[tuple[str, str, int, np.datetime64, np.
             eccodes.codes_write(handle, stream)
             eccodes.codes_release(handle)
     return path
+
+
+def forecast_step(valid: np.datetime64) -> tuple[np.datetime64, int]:
+    """ERA5's encoding of an hourly accumulation valid at ``valid``: the 06 or 18 UTC
+    forecast it belongs to and the forecast step (1..12 h) at its end."""
+    hour = int((valid - valid.astype("datetime64[D]")) / np.timedelta64(1, "h"))
+    day = valid.astype("datetime64[D]")
+    if 7 <= hour <= 18:
+        return day + np.timedelta64(6, "h"), hour - 6
+    base = day + np.timedelta64(18, "h") - (np.timedelta64(1, "D") if hour <= 6 else 0)
+    return base, int((valid - base) / np.timedelta64(1, "h"))
+
+
+def write_grib_accumulated(
+    path: Path, short: str, valid_times: np.ndarray, values: np.ndarray
+) -> Path:
+    """Hourly accumulations in ERA5's GRIB layout: each message a forecast (dataDate,
+    dataTime 06/18 UTC) with stepType accum over [step-1, step] — what the CDS returns
+    for tp/ro/pev in GRIB and what cfgrib opens as (time, step) with a 2-D valid_time."""
+    import eccodes
+
+    with open(path, "wb") as stream:
+        for valid, field in zip(valid_times, values, strict=True):
+            base, step = forecast_step(np.datetime64(valid, "h"))
+            handle = eccodes.codes_grib_new_from_samples("regular_ll_sfc_grib1")
+            nlat, nlon = field.shape
+            stamp = str(np.datetime64(base, "m"))
+            settings = {
+                "centre": "ecmf",
+                "Ni": nlon,
+                "Nj": nlat,
+                "latitudeOfFirstGridPointInDegrees": 90.0,
+                "latitudeOfLastGridPointInDegrees": -90.0,
+                "longitudeOfFirstGridPointInDegrees": 0.0,
+                "longitudeOfLastGridPointInDegrees": 360.0 - 360.0 / nlon,
+                "iDirectionIncrementInDegrees": 360.0 / nlon,
+                "jDirectionIncrementInDegrees": 180.0 / (nlat - 1),
+                "dataDate": int(stamp[:10].replace("-", "")),
+                "dataTime": int(stamp[11:13]) * 100,
+                "typeOfLevel": "surface",
+                "level": 0,
+                "shortName": short,
+                "stepType": "accum",
+                "startStep": step - 1,
+                "endStep": step,
+            }
+            for key, value in settings.items():
+                eccodes.codes_set(handle, key, value)
+            eccodes.codes_set_values(handle, field.astype(np.float64).ravel())
+            eccodes.codes_write(handle, stream)
+            eccodes.codes_release(handle)
+    return path
