@@ -647,8 +647,31 @@ def fields_from_files(
             da = accumulate(da, steps, where)
         else:
             da = _select_times(da, steps, where)
-        fields[name] = da.load()
+        fields[name] = da  # lazy: `write_steps` reads one step at a time
     return fields
+
+
+def write_steps(
+    fields: dict[str, xr.DataArray],
+    out: Path,
+    *,
+    factor: int,
+    provenance: dict[str, str],
+    where: str,
+) -> Path:
+    """Write month fields (lazy, on the same steps) step by step with `store_writer`.
+
+    Only one step of every field is in memory at a time: a 0.25° month with 13 levels
+    would take about 37 GB at once.
+    """
+    times = next(iter(fields.values()))["time"].values
+    with store_writer(out) as write:
+        for k in tqdm(range(times.size), desc=where, unit="step", leave=False):
+            piece = {name: da.isel(time=[k]).load() for name, da in fields.items()}
+            ds = _finish(piece, static=False, factor=factor, provenance=provenance)
+            _check_complete(ds, where)
+            write(ds)
+    return Path(out)
 
 
 def _combine_times(
@@ -741,9 +764,8 @@ def _local_month(month: str, out: Path, cfg: dict) -> Path:
     steps = month_times(month, step)
     where = f"{SOURCE_NAME}/local ({month})"
     fields = fields_from_files(files, names, month, steps, levels, where)
-    ds = _finish(fields, static=False, factor=factor, provenance=_files_provenance("local", files))
-    _check_complete(ds, where)
-    return write_store(ds, out)
+    provenance = _files_provenance("local", files)
+    return write_steps(fields, out, factor=factor, provenance=provenance, where=where)
 
 
 def _local_static(out: Path, cfg: dict) -> Path:
@@ -969,11 +991,8 @@ def _cds_month(month: str, out: Path, cfg: dict, policy: RetryPolicy) -> Path:
     try:
         where = f"{SOURCE_NAME}/cds ({month})"
         fields = fields_from_files(files, _required(None, "month"), month, steps, levels, where)
-        ds = _finish(
-            fields, static=False, factor=factor, provenance=_cds_provenance(url, jobs, downloaded)
-        )
-        _check_complete(ds, where)
-        return write_store(ds, out)
+        provenance = _cds_provenance(url, jobs, downloaded)
+        return write_steps(fields, out, factor=factor, provenance=provenance, where=where)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
