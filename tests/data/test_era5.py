@@ -497,3 +497,28 @@ def test_cds_static(cds, tmp_path):
     validate_gridded(ds, "cds static")
     assert set(ds.data_vars) == set(STATIC) and "time" not in ds.dims
     assert cds.submitted[0][1]["variable"] == ["land_sea_mask", "geopotential", "soil_type"]
+
+
+def test_write_steps_blocks_give_the_same_store(tmp_path):
+    """A month written a few steps at a time (bounded memory) equals one written at once."""
+    from eofm.data.era5 import write_steps
+    from eofm.data.sample import SampleGrid, generate_month
+
+    month = generate_month("2020-02", SampleGrid(8, 16, levels=(500, 850)), seed=3)
+    fields = {name: month[name] for name in MONTH_VARS}
+    step_bytes = sum(da.isel(time=0).size * 4 for da in fields.values())
+    stores = {}
+    for label, budget in (("blocks", 3 * step_bytes), ("whole", 1 << 30)):
+        stores[label] = open_store(
+            write_steps(
+                fields,
+                tmp_path / f"{label}.zarr",
+                factor=1,
+                where="test",
+                provenance={"source": "test", "source_url": "none"},
+                budget_bytes=budget,
+            )
+        ).load()
+    assert stores["blocks"].sizes["time"] == month.sizes["time"] == 116
+    for name in MONTH_VARS:
+        np.testing.assert_array_equal(stores["blocks"][name].values, stores["whole"][name].values)

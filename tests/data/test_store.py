@@ -305,9 +305,11 @@ def test_open_store_names_the_path(tmp_path: Path) -> None:
 def test_store_writer_streams_pieces_into_one_store(tmp_path: Path) -> None:
     whole = _sample(0, 6)
     out = tmp_path / "streamed.zarr"
-    with store_writer(out) as write:
+    piece_bytes = whole.isel(time=slice(0, 2)).nbytes
+    with store_writer(out, buffer_bytes=piece_bytes) as write:  # one append per piece
         for k in range(0, 6, 2):
             write(whole.isel(time=slice(k, k + 2)))
+        assert _siblings(out)  # already writing, into a hidden temporary
         assert not out.exists()  # only renamed into place at the end
     got = open_store(out)
     _assert_same_values(got, whole)
@@ -333,3 +335,13 @@ def test_store_writer_rejects_a_piece_with_other_variables(tmp_path: Path) -> No
         write(whole.isel(time=slice(0, 2)))
         write(whole.isel(time=slice(2, 4)).drop_vars("tp"))
     assert not out.exists() and _siblings(out) == []
+
+
+def test_store_writer_buffers_small_pieces(tmp_path: Path) -> None:
+    whole = _sample(0, 4)
+    out = tmp_path / "m.zarr"
+    with store_writer(out) as write:  # default 1 GiB buffer: one write at the end
+        for k in range(4):
+            write(whole.isel(time=[k]))
+        assert _siblings(out) == []  # nothing written yet
+    _assert_same_values(open_store(out), whole)

@@ -658,16 +658,19 @@ def write_steps(
     factor: int,
     provenance: dict[str, str],
     where: str,
+    budget_bytes: int = 1 << 30,
 ) -> Path:
-    """Write month fields (lazy, on the same steps) step by step with `store_writer`.
+    """Write month fields (lazy, on the same steps) in blocks of steps with `store_writer`.
 
-    Only one step of every field is in memory at a time: a 0.25° month with 13 levels
-    would take about 37 GB at once.
+    A block holds as many steps as fit in ``budget_bytes``: a 0.25° month with 13 levels
+    (about 37 GB) goes three steps at a time, a coarse month in one block.
     """
     times = next(iter(fields.values()))["time"].values
-    with store_writer(out) as write:
-        for k in tqdm(range(times.size), desc=where, unit="step", leave=False):
-            piece = {name: da.isel(time=[k]).load() for name, da in fields.items()}
+    step_bytes = sum(da.isel(time=0).size * 4 for da in fields.values())  # float32
+    block = max(1, min(times.size, budget_bytes // max(step_bytes, 1)))
+    with store_writer(out, buffer_bytes=budget_bytes) as write:
+        for k in tqdm(range(0, times.size, block), desc=where, unit="block", leave=False):
+            piece = {name: da.isel(time=slice(k, k + block)).load() for name, da in fields.items()}
             ds = _finish(piece, static=False, factor=factor, provenance=provenance)
             _check_complete(ds, where)
             write(ds)

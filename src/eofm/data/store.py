@@ -141,43 +141,58 @@ def write_store(ds: xr.Dataset, path: str | os.PathLike, *, validate: bool = Tru
 
 @contextmanager
 def store_writer(
-    path: str | os.PathLike, *, validate: bool = True
+    path: str | os.PathLike, *, validate: bool = True, buffer_bytes: int = 1 << 30
 ) -> Iterator[Callable[[xr.Dataset], None]]:
-    """Write a store piece by piece along time, so memory holds one piece, not a month.
+    """Write a store piece by piece along time, so memory holds a bounded part of a month.
 
-    Yields ``write(piece)``: the first piece creates the store in a temporary sibling,
-    later ones are appended along time (same variables, same grid). The store is renamed
-    onto ``path`` only when the block ends without error, so a failure halfway leaves the
-    previous store (or none), never a store with a month's first half.
+    Yields ``write(piece)``. Pieces are buffered up to ``buffer_bytes`` and then written
+    in one go (each Zarr append has a fixed cost): the first batch creates the store in
+    a temporary sibling, later ones are appended along time (same variables, same grid).
+    The store is renamed onto ``path`` only when the block ends without error, so a
+    failure halfway leaves the previous store (or none), never a month's first half.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_siblings(target)
     tmp = _sibling(target, "tmp")
     first: dict[str, Any] = {}
+    names: set[str] = set()
+    pending: list[xr.Dataset] = []
 
-    def write(piece: xr.Dataset) -> None:
+    def flush() -> None:
+        if not pending:
+            return
+        batch = pending[0] if len(pending) == 1 else xr.concat(pending, dim="time")
+        pending.clear()
         if not first:
             if validate:
-                validate_gridded(piece, str(target))
-            ds = _prepare(piece)
+                validate_gridded(batch, str(target))
+            ds = _prepare(batch)
             ds.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=False, encoding=_encoding(ds))
             first["attrs"] = dict(ds.attrs)
             first["vars"] = {name: dict(ds[name].attrs) for name in ds.data_vars}
             return
-        if set(piece.data_vars) != set(first["vars"]):
-            raise ValueError(
-                f"{target}: piece has variables {sorted(map(str, piece.data_vars))}, the "
-                f"store {sorted(first['vars'])}"
-            )
-        ds = _prepare(piece).drop_vars([n for n in piece.variables if "time" not in piece[n].dims])
+        ds = _prepare(batch).drop_vars([n for n in batch.variables if "time" not in batch[n].dims])
         ds.attrs = first["attrs"]
         for name, attrs in first["vars"].items():
             ds[name].attrs = attrs
         ds.to_zarr(tmp, mode="a", append_dim="time", consolidated=False, zarr_format=3)
 
+    def write(piece: xr.Dataset) -> None:
+        got = set(map(str, piece.data_vars))
+        if not names:
+            names.update(got)
+        elif got != names:
+            raise ValueError(
+                f"{target}: piece has variables {sorted(got)}, the store {sorted(names)}"
+            )
+        pending.append(piece)
+        if sum(p.nbytes for p in pending) >= buffer_bytes:
+            flush()
+
     try:
         yield write
+        flush()
         if not first:
             raise ValueError(f"{target}: nothing was written (no pieces)")
         _swap_into_place(tmp, target)
