@@ -237,6 +237,26 @@ def write_netcdf(ds: xr.Dataset, path: Path) -> Path:
     return path
 
 
+def _grib_grid(shape: tuple[int, int], time: np.datetime64) -> dict[str, object]:
+    """GRIB keys of a global regular lat/lon grid (both poles, lat descending) and the
+    analysis or forecast base time of a message."""
+    nlat, nlon = shape
+    stamp = str(np.datetime64(time, "m"))
+    return {
+        "centre": "ecmf",
+        "Ni": nlon,
+        "Nj": nlat,
+        "latitudeOfFirstGridPointInDegrees": 90.0,
+        "latitudeOfLastGridPointInDegrees": -90.0,
+        "longitudeOfFirstGridPointInDegrees": 0.0,
+        "longitudeOfLastGridPointInDegrees": 360.0 - 360.0 / nlon,
+        "iDirectionIncrementInDegrees": 360.0 / nlon,
+        "jDirectionIncrementInDegrees": 180.0 / (nlat - 1),
+        "dataDate": int(stamp[:10].replace("-", "")),
+        "dataTime": int(stamp[11:13]) * 100,
+    }
+
+
 def write_grib(path: Path, records: list[tuple[str, str, int, np.datetime64, np.ndarray]]) -> Path:
     """GRIB 1 messages (shortName, typeOfLevel, level, time, lat-descending 2-D field) on a
     global regular lat/lon grid with both poles, written with eccodes the way ERA5 GRIB
@@ -249,20 +269,8 @@ def write_grib(path: Path, records: list[tuple[str, str, int, np.datetime64, np.
                 "regular_ll_pl_grib1" if level_type == "isobaricInhPa" else "regular_ll_sfc_grib1"
             )
             handle = eccodes.codes_grib_new_from_samples(sample)
-            nlat, nlon = values.shape
-            stamp = str(np.datetime64(time, "m"))
             settings = {
-                "centre": "ecmf",
-                "Ni": nlon,
-                "Nj": nlat,
-                "latitudeOfFirstGridPointInDegrees": 90.0,
-                "latitudeOfLastGridPointInDegrees": -90.0,
-                "longitudeOfFirstGridPointInDegrees": 0.0,
-                "longitudeOfLastGridPointInDegrees": 360.0 - 360.0 / nlon,
-                "iDirectionIncrementInDegrees": 360.0 / nlon,
-                "jDirectionIncrementInDegrees": 180.0 / (nlat - 1),
-                "dataDate": int(stamp[:10].replace("-", "")),
-                "dataTime": int(stamp[11:13]) * 100,
+                **_grib_grid(values.shape, time),
                 "typeOfLevel": level_type,
                 "level": level,
                 "shortName": short,
@@ -298,20 +306,8 @@ def write_grib_accumulated(
         for valid, field in zip(valid_times, values, strict=True):
             base, step = forecast_step(np.datetime64(valid, "h"))
             handle = eccodes.codes_grib_new_from_samples("regular_ll_sfc_grib1")
-            nlat, nlon = field.shape
-            stamp = str(np.datetime64(base, "m"))
             settings = {
-                "centre": "ecmf",
-                "Ni": nlon,
-                "Nj": nlat,
-                "latitudeOfFirstGridPointInDegrees": 90.0,
-                "latitudeOfLastGridPointInDegrees": -90.0,
-                "longitudeOfFirstGridPointInDegrees": 0.0,
-                "longitudeOfLastGridPointInDegrees": 360.0 - 360.0 / nlon,
-                "iDirectionIncrementInDegrees": 360.0 / nlon,
-                "jDirectionIncrementInDegrees": 180.0 / (nlat - 1),
-                "dataDate": int(stamp[:10].replace("-", "")),
-                "dataTime": int(stamp[11:13]) * 100,
+                **_grib_grid(field.shape, base),
                 "typeOfLevel": "surface",
                 "level": 0,
                 "shortName": short,
