@@ -122,21 +122,9 @@ def validate_gridded(ds: xr.Dataset, where: str) -> None:
 
 def write_store(ds: xr.Dataset, path: str | os.PathLike, *, validate: bool = True) -> Path:
     """Write ``ds`` as a Zarr v3 store at ``path`` atomically, one time step per chunk."""
-    target = Path(path)
-    if validate:
-        validate_gridded(ds, str(target))
-    ds = _prepare(ds)
-    encoding = _encoding(ds)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_siblings(target)
-    tmp = _sibling(target, "tmp")
-    try:
-        ds.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=False, encoding=encoding)
-        _swap_into_place(tmp, target)
-    except BaseException:
-        _remove(tmp)
-        raise
-    return target
+    with store_writer(path, validate=validate) as write:
+        write(ds)
+    return Path(path)
 
 
 @contextmanager
