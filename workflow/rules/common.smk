@@ -20,7 +20,6 @@ ERA5 = config["era5"]
 MERRA2 = config["merra2"]
 TILES = config["tiles"]
 FIRECUBE = config["firecube"]
-FETCH = config["fetch"]
 WEATHER = config["weather"]
 PERIOD = config["period"]
 BACKBONES = {f"{model}-{spec['size']}": model for model, spec in WEATHER["backbones"].items()}
@@ -71,9 +70,7 @@ if not TRAIN_MONTHS or not TEST_MONTHS:
 MONTHS = sorted(set(TRAIN_MONTHS) | set(TEST_MONTHS))
 
 
-MERRA2_MONTHS = (
-    published(MONTHS, MERRA2, "merra2") if MERRA2["source"] != "none" else []
-)
+MERRA2_MONTHS = published(MONTHS, MERRA2, "merra2")
 TILE_MONTHS = months_between(
     TILES.get("start", PERIOD["train"]["start"]), TILES.get("stop", PERIOD["test"]["stop"])
 )
