@@ -16,9 +16,9 @@ Per model, one decoder head (:class:`VariableDecoder`) learns a random field on 
 ``decoder cached``  the head trains on latents read back from a Zarr store (I/O included).
 
 On CUDA, all modes run under bf16 autocast, and ``full``/``lora`` with activation
-checkpointing (Aurora's own ``configure_activation_checkpointing``, else a checkpoint
-around each transformer block where listed in ``CHECKPOINT_BLOCKS``; the table notes when
-none is applied). Inputs are the sample generator's fields on the requested grid; a grid a
+checkpointing (``eofm.train.finetune.enable_activation_checkpointing``: Aurora's own
+switch, else a checkpoint around each listed transformer block; the table notes when none
+is applied). Inputs are the sample generator's fields on the requested grid; a grid a
 model cannot take is cropped by the fewest latitude rows it accepts (721 → 720 for Aurora,
 which drops that row itself). Seconds per step exclude one warm-up step.
 
@@ -58,6 +58,7 @@ from eofm.data.store import open_store, write_store
 from eofm.models.weather import MODELS, BackboneAdapter, adapter_for
 from eofm.models.weather.decoder import VariableDecoder, count_trainable
 from eofm.models.weather.lora import LORA_TARGETS, apply_lora
+from eofm.train.finetune import enable_activation_checkpointing
 from eofm.train.windows import ForecastWindows
 
 MODES = ("full", "lora", "decoder online", "decoder cached")
@@ -66,11 +67,6 @@ GOAL_MEMORY = 0.15  # at no more than this fraction of full fine-tuning's peak m
 DEFAULT_LEVELS = (250, 500, 850, 1000)  # hPa
 CACHED_BATCHES = 4  # distinct batch slices in the latent store, read in turn
 MAX_ROW_CROP = 64  # latitude rows a grid may lose to fit a model
-# Transformer blocks to checkpoint, by class name, for models without their own switch.
-CHECKPOINT_BLOCKS: dict[str, tuple[str, ...]] = {
-    "climax": ("Block",),
-    "prithvi_wxc": ("Transformer",),
-}
 OOM = "out of memory"
 
 
@@ -179,7 +175,7 @@ def backbone_mode(setup: Setup, mode: str, notes: list[str]) -> dict[str, Any]:
         layers = apply_lora(backbone, LORA_TARGETS[setup.name], rank=setup.lora_rank)
         notes.append(f"lora: rank {setup.lora_rank} on {len(layers)} attention projections")
     if setup.checkpointing:
-        notes.append(f"{mode}: {enable_checkpointing(backbone, setup.name)}")
+        notes.append(f"{mode}: {enable_activation_checkpointing(backbone, setup.name)}")
     decoder = setup.head().train()
     params = [p for p in (*backbone.parameters(), *decoder.parameters()) if p.requires_grad]
     optimiser = torch.optim.AdamW(params)
@@ -248,25 +244,6 @@ def cached_mode(setup: Setup, latents: np.ndarray) -> dict[str, Any]:
 
         result = measure(step, setup.steps, setup.device, f"{setup.name} decoder cached")
         return {**result, "peak_mib": setup.memory.peak(), "trainable": count_trainable(decoder)}
-
-
-def enable_checkpointing(model: nn.Module, name: str) -> str:
-    """Turn on activation checkpointing in place; say what was done, for the table."""
-    if hasattr(model, "configure_activation_checkpointing"):
-        model.configure_activation_checkpointing()
-        return "activation checkpointing (the model's own configure_activation_checkpointing)"
-    blocks = CHECKPOINT_BLOCKS.get(name)
-    if not blocks:
-        return "activation checkpointing not applied (no blocks listed for this model)"
-    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
-        apply_activation_checkpointing,
-    )
-
-    count = sum(type(m).__name__ in blocks for m in model.modules())
-    if not count:
-        return f"activation checkpointing not applied (no {list(blocks)} modules found)"
-    apply_activation_checkpointing(model, check_fn=lambda m: type(m).__name__ in blocks)
-    return f"activation checkpointing on {count} {'/'.join(blocks)} blocks"
 
 
 def fit_adapter(

@@ -24,6 +24,7 @@ from eofm.train.finetune import (
     FinetuneModule,
     FinetuneSettings,
     build_finetuned,
+    enable_activation_checkpointing,
     finetune,
     load_finetuned,
     predict_finetuned,
@@ -79,7 +80,8 @@ def _perturb_trainable(model):
     with torch.no_grad():
         for param in model.parameters():
             if param.requires_grad:
-                param.add_(0.05 * torch.randn(param.shape, generator=generator))
+                noise = torch.randn(param.shape, generator=generator)
+                param.add_(0.05 * noise.to(param.device))
 
 
 def _trainable(model):
@@ -114,6 +116,56 @@ def test_the_backbone_starts_from_the_pretrained_weights(backbone):
             if mine is None:
                 mine = state[re.sub(r"\.(weight|bias)$", r".base.\1", key)]
             assert torch.equal(mine, value), (mode, key)
+
+
+def _loss_and_grads(model, backbone, autocast=False):
+    """One step's loss and its gradients, on the model's device."""
+    device = next(model.parameters()).device
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(5)  # the same dropout masks in every call
+    context = torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast)
+    with context:
+        pred = model(backbone.adapter, backbone.batch).float()
+    loss = pred.pow(2).mean()
+    loss.backward()
+    return loss.item(), {  # parameters the latent does not depend on (None) are left out
+        name.replace("_checkpoint_wrapped_module.", ""): param.grad.flatten().float().cpu()
+        for name, param in model.named_parameters()
+        if param.grad is not None
+    }
+
+
+@pytest.mark.parametrize("mode", ["lora", "full"])
+def test_activation_checkpointing_keeps_loss_and_gradients(backbone, mode):
+    model = _build(backbone, mode).train()
+    _perturb_trainable(model)  # LoRA's B starts at zero: make every gradient non-trivial
+    loss, grads = _loss_and_grads(model, backbone)
+    note = enable_activation_checkpointing(model.backbone, backbone.adapter.name)
+    assert "not applied" not in note
+    checkpointed_loss, checkpointed = _loss_and_grads(model, backbone)
+    assert checkpointed_loss == pytest.approx(loss, rel=1e-5)
+    assert checkpointed.keys() == grads.keys()
+    for name, grad in grads.items():
+        assert torch.allclose(checkpointed[name], grad, rtol=1e-4, atol=1e-6), name
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("mode", ["lora", "full"])
+def test_bf16_checkpointed_step_on_gpu_follows_fp32(backbone, mode):
+    """The GPU path of ``finetune``: bf16 autocast with activation checkpointing.
+
+    In eval mode, so that dropout and drop-path play no part: only precision differs.
+    """
+    model = _build(backbone, mode).eval().cuda()
+    _perturb_trainable(model)
+    loss, grads = _loss_and_grads(model, backbone)
+    enable_activation_checkpointing(model.backbone, backbone.adapter.name)
+    bf16_loss, bf16 = _loss_and_grads(model, backbone, autocast=True)
+    assert np.isfinite(bf16_loss) and bf16_loss == pytest.approx(loss, rel=0.05)
+    flat, flat_bf16 = torch.cat(list(grads.values())), torch.cat(list(bf16.values()))
+    assert torch.isfinite(flat_bf16).all()
+    assert torch.nn.functional.cosine_similarity(flat, flat_bf16, dim=0) > 0.98
 
 
 @pytest.mark.parametrize("mode", ["lora", "full"])
@@ -229,6 +281,38 @@ def inputs(tmp_path_factory):
         adapter.build(), folder / "backbone.safetensors", adapter.config(), folder / "backbone.json"
     )
     return folder
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("mode", ["lora", "full"])
+def test_finetune_trains_on_the_gpu_in_bf16(inputs, tmp_path, mode):
+    out = tmp_path / mode
+    summary = finetune(
+        [inputs / "2020-01.zarr"],
+        inputs / "static.zarr",
+        inputs / "stats.json",
+        inputs / "climatology.zarr",
+        inputs / "backbone.safetensors",
+        inputs / "backbone.json",
+        _settings(mode=mode, epochs=2),
+        out / "model.safetensors",
+        out / "config.json",
+        out / "train.json",
+        tmp_path / "checkpoints",
+    )
+    assert summary["device"].startswith("cuda") and summary["peak_memory_mb"] > 0
+    assert np.isfinite(summary["metrics"]["train_loss"])
+    assert np.isfinite(summary["metrics"]["val_loss"])
+    assert summary["epochs"] == 2
+    # what was saved loads back onto the CPU model without the checkpoint wrappers' names
+    loaded = load_finetuned(
+        get_adapter("aurora", "tiny", inputs / "static.zarr", GRID.levels),
+        inputs / "backbone.safetensors",
+        out / "model.safetensors",
+        read_config(out / "config.json"),
+    )
+    assert sum(p.numel() for p in loaded.parameters()) == summary["total_parameters"]
 
 
 def test_finetune_then_predict_gives_physical_fields(inputs, tmp_path):

@@ -38,6 +38,12 @@ from eofm.train.pretrain import split_train_val
 from eofm.train.windows import ForecastWindows, open_months, valid_times
 
 MODES = ("lora", "full")
+# Transformer blocks to checkpoint, by class name, for backbones without their own switch
+# (Aurora has ``configure_activation_checkpointing``).
+CHECKPOINT_BLOCKS: dict[str, tuple[str, ...]] = {
+    "climax": ("Block",),
+    "prithvi_wxc": ("Transformer",),
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -184,10 +190,8 @@ def finetune(
         settings.lora_alpha,
     )
     on_gpu = torch.cuda.is_available()
-    if settings.mode == "full" and on_gpu:
-        checkpointing = getattr(model.backbone, "configure_activation_checkpointing", None)
-        if checkpointing is not None:
-            checkpointing()
+    if on_gpu:  # gradients flow through the backbone in both modes: trade compute for memory
+        print(enable_activation_checkpointing(model.backbone, adapter.name), flush=True)
 
     ds = open_months(store_paths)
     times = valid_times(
@@ -254,6 +258,24 @@ def finetune(
     }
     write_json(summary, summary_path)
     return summary
+
+
+def enable_activation_checkpointing(backbone: nn.Module, model: str) -> str:
+    """Recompute the backbone's block activations in the backward pass; say what was done."""
+    own = getattr(backbone, "configure_activation_checkpointing", None)
+    if own is not None:
+        own()
+        return "activation checkpointing (the model's own configure_activation_checkpointing)"
+    blocks = CHECKPOINT_BLOCKS.get(model, ())
+    count = sum(type(m).__name__ in blocks for m in backbone.modules())
+    if not count:
+        return f"activation checkpointing not applied (no {list(blocks)} blocks in {model})"
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
+        apply_activation_checkpointing,
+    )
+
+    apply_activation_checkpointing(backbone, check_fn=lambda m: type(m).__name__ in blocks)
+    return f"activation checkpointing on {count} {'/'.join(blocks)} blocks"
 
 
 def save_trained(
