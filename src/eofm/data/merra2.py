@@ -72,6 +72,7 @@ from tqdm.auto import tqdm
 
 from eofm.data.fetch import FetchError, RetryPolicy, download, redact, sha256sum, with_retries
 from eofm.data.store import write_store
+from eofm.errors import CredentialsError, EofmError
 
 log = logging.getLogger(__name__)
 
@@ -174,10 +175,6 @@ _STANDARD_NAMES = {
 }
 
 _HALF_HOUR = np.timedelta64(30, "m")
-
-
-class CredentialsError(RuntimeError):
-    """No usable Earthdata credentials; the message says what to set."""
 
 
 # --------------------------------------------------------------------------- config
@@ -458,7 +455,7 @@ def _collection_url(cfg: dict[str, Any], coll: Collection) -> str:
     return f"{base}/{coll.archive}/{coll.short_name}.{cfg['version']}"
 
 
-class _AuthRejected(RuntimeError):
+class _AuthRejected(EofmError, RuntimeError):
     """401/403: retrying will not help."""
 
 

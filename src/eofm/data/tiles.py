@@ -100,6 +100,7 @@ from tqdm.auto import tqdm
 
 from eofm.data.fetch import FetchError, RetryPolicy, is_transient, redact, with_retries
 from eofm.data.store import write_store
+from eofm.errors import EofmError, TileError
 
 log = logging.getLogger(__name__)
 
@@ -151,10 +152,6 @@ _MODIS_SCALE, _MODIS_MIN_DN = 0.02, 7500
 _LANDSAT_SCALE, _LANDSAT_OFFSET = 0.00341802, 149.0
 _LANDSAT_BAD_BITS = 0b11111  # bit 0 fill, 1 dilated cloud, 2 cirrus, 3 cloud, 4 shadow
 _LANDSAT_CLEAR_BIT = 1 << 6
-
-
-class TileError(ValueError):
-    """A tile input is unusable (missing band, no georeference, bad config)."""
 
 
 # --------------------------------------------------------------------------- config, grid
@@ -389,7 +386,7 @@ def _install_scrubbers() -> None:
             logger.addFilter(_ScrubFilter())
 
 
-class _ReadError(RuntimeError):
+class _ReadError(EofmError, RuntimeError):
     """A raster read failed; the message is already scrubbed of signatures."""
 
     def __init__(self, message: str, transient: bool) -> None:
