@@ -29,6 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_model
 from torch import nn
 
+from eofm.errors import HubDownloadError
 from eofm.io import atomic_path, read_json, write_json
 
 SAFETENSORS_SUFFIXES = (".safetensors",)
@@ -77,10 +78,6 @@ def read_config(config_path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- Hub download
-
-
-class HubDownloadError(OSError):
-    """A weights file could not be fetched from the Hub or found in the local cache."""
 
 
 @dataclass(frozen=True)

@@ -108,13 +108,14 @@ def _arco_cfg(url: str, **extra) -> dict:
 @pytest.fixture()
 def short_month(monkeypatch):
     """Make "month" 2020-02 mean its first three days, so the fake store stays tiny."""
-    import eofm.data.era5 as era5
+    from eofm.data.era5 import arco, cds, local
 
     def three_days(month: str, step_hours: int) -> np.ndarray:
         full = month_times(month, step_hours)
         return full[full < full[0] + np.timedelta64(3, "D")]
 
-    monkeypatch.setattr(era5, "month_times", three_days)
+    for route in (arco, cds, local):
+        monkeypatch.setattr(route, "month_times", three_days)
     return three_days
 
 
@@ -254,7 +255,7 @@ LOCAL_CFG = {"source": "local", "levels": LEVELS, "step_hours": 12}
 def _write_month_files(tmp_path: Path, month: str, cfg: dict, legacy_tail: bool = True):
     """Files as the CDS would deliver them for ``month`` (new layout; the previous day's
     hours in the legacy layout, to prove both are read together)."""
-    from eofm.data.era5 import cds_requests
+    from eofm.data.era5.cds import cds_requests
 
     paths = []
     for label, _, request in cds_requests(month, {**cfg, "cds": {"data_format": "netcdf"}}):
@@ -501,7 +502,7 @@ def test_cds_static(cds, tmp_path):
 
 def test_write_steps_blocks_give_the_same_store(tmp_path):
     """A month written a few steps at a time (bounded memory) equals one written at once."""
-    from eofm.data.era5 import write_steps
+    from eofm.data.era5.common import write_steps
     from eofm.data.sample import SampleGrid, generate_month
 
     month = generate_month("2020-02", SampleGrid(8, 16, levels=(500, 850)), seed=3)

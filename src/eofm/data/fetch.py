@@ -21,6 +21,8 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 from tqdm.auto import tqdm
 
+from eofm.errors import FetchError, TransientError
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -49,18 +51,6 @@ class RetryPolicy:
     def from_config(cls, cfg: dict[str, Any] | None) -> RetryPolicy:
         """Build from the config's ``fetch`` section (missing keys keep the defaults)."""
         return cls(**{k: v for k, v in (cfg or {}).items() if k in cls.__dataclass_fields__})
-
-
-class FetchError(RuntimeError):
-    """A source could not be fetched; the message names source, URL (redacted) and period."""
-
-    def __init__(self, source: str, url: str, period: str, reason: str) -> None:
-        self.source, self.url, self.period, self.reason = source, redact(url), period, reason
-        super().__init__(f"{source}: cannot fetch {self.url} for {period}: {reason}")
-
-
-class TransientError(RuntimeError):
-    """A failure worth retrying (server busy, connection dropped, body cut short)."""
 
 
 _SECRET_QUERY_KEYS = {"sig", "signature", "token", "key", "access_token", "apikey", "api_key"}

@@ -16,13 +16,10 @@ import xarray as xr
 
 from eofm.data.store import contract_problems, open_store
 from eofm.data.variables import TARGETS, Kind, lookup
+from eofm.errors import QCError
 
 _BLOCK_ELEMENTS = 8_000_000
 _DIMENSIONLESS = {"1", "(0-1)", "~", "dimensionless", "fraction"}
-
-
-class QCError(ValueError):
-    """At least one store failed quality control."""
 
 
 def check_store(

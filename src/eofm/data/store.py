@@ -21,6 +21,7 @@ import numpy as np
 import xarray as xr
 
 import eofm
+from eofm.errors import StoreContractError
 
 GRID_DIMS = ("time", "level", "lat", "lon")
 _TIME_LIKE = ("time", "hour")
@@ -31,10 +32,6 @@ _TIME_ENCODING = {
     "calendar": "proleptic_gregorian",
     "dtype": "int64",
 }
-
-
-class StoreContractError(ValueError):
-    """A dataset does not follow the gridded-store contract of DESIGN.md."""
 
 
 # --------------------------------------------------------------------------- contract

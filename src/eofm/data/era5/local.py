@@ -1,0 +1,76 @@
+"""ERA5 route ``local``: NetCDF/GRIB files already on disk (new-CDS, legacy ERA5 or GRIB
+names)."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from eofm.data.era5.common import (
+    SOURCE_NAME,
+    _coarsen_factor,
+    _finish,
+    _levels,
+    _required,
+    _step_hours,
+    fields_from_files,
+    static_from_files,
+    write_steps,
+)
+from eofm.data.fetch import (
+    redact,
+    sha256sum,
+)
+from eofm.data.sample import month_times
+from eofm.data.store import write_store
+
+
+def _expand_globs(patterns: Sequence[str] | str | None, key: str) -> list[Path]:
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    if not patterns:
+        raise ValueError(f"era5.local.{key}: expected a list of file globs, got {patterns!r}")
+    files: list[Path] = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(os.path.expanduser(str(pattern))))
+        if not matches:
+            raise FileNotFoundError(f"era5.local.{key}: no files match {pattern!r}")
+        files += [Path(m) for m in matches if Path(m) not in files]
+    return files
+
+
+def _files_provenance(source: str, files: Sequence[Path], url: str | None = None) -> dict:
+    return {
+        "source": source,
+        "source_url": redact(url) if url else " ".join(f"file://{f.resolve()}" for f in files),
+        "source_version": " ".join(f.name for f in files),
+        "input_checksums": json.dumps({f.name: sha256sum(f) for f in files}, sort_keys=True),
+    }
+
+
+def fetch_month(month: str, out: Path, cfg: dict) -> Path:
+    local = cfg.get("local") or {}
+    levels, step, factor = _levels(cfg), _step_hours(cfg), _coarsen_factor(cfg)
+    files = _expand_globs(local.get("paths"), "paths")
+    names = _required(local.get("variables"), "month")
+    steps = month_times(month, step)
+    where = f"{SOURCE_NAME}/local ({month})"
+    fields = fields_from_files(files, names, month, steps, levels, where)
+    provenance = _files_provenance("local", files)
+    return write_steps(fields, out, factor=factor, provenance=provenance, where=where)
+
+
+def fetch_static(out: Path, cfg: dict) -> Path:
+    local = cfg.get("local") or {}
+    files = _expand_globs(local.get("static_paths"), "static_paths")
+    fields = static_from_files(files, f"{SOURCE_NAME}/local (static)")
+    ds = _finish(
+        fields,
+        static=True,
+        factor=_coarsen_factor(cfg),
+        provenance=_files_provenance("local", files),
+    )
+    return write_store(ds, out)

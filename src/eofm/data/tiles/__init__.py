@@ -1,0 +1,185 @@
+"""Satellite tiles (MODIS LST, Landsat 8/9 surface temperature, Sentinel-2 L2A) → tile stores.
+
+WGAST fuses daily 1 km MODIS LST, 30 m Landsat surface temperature and 10 m Sentinel-2
+reflectance, so every sensor of an *area* is resampled onto one shared grid (the area's
+CRS, bounds and resolution): the three stores of an area align pixel for pixel.
+
+One store per (area, sensor, month), written atomically by `eofm.data.store.write_store`:
+
+* data variable ``lst`` (MODIS, Landsat; K, float32) or ``reflectance`` (Sentinel-2; 1),
+  dims ``(time, band, y, x)`` with a ``band`` coordinate of the source band names;
+* ``valid`` (uint8, dims ``(time, y, x)``): 1 where the pixel is clear and has data in
+  every band, 0 where it is cloud, shadow, bad QA or nodata; data are NaN where 0;
+* ``spatial_ref`` coordinate (``crs_wkt``, ``GeoTransform``) and ``grid_mapping`` on the
+  variables, the rioxarray/CF way, so ``ds.rio.crs`` and ``ds.rio.transform()`` work;
+* dataset attrs ``source``, ``source_url`` (redacted), ``source_version`` (collection id),
+  ``stac_items`` (JSON list of unsigned item ids), ``items`` (their count), ``area``,
+  ``sensor``, ``month``.
+
+Scenes of one solar day (UTC time shifted by the area centre's longitude / 15 h) are
+mosaicked into one time step: scenes with less cloud go first and later scenes only fill
+pixels still invalid; ``time`` is the first scene's acquisition time. A month without any
+matching scene yields a store with ``time`` of length 0 and ``items: 0`` so a scheduled
+refresh does not fail on cloudy months.
+
+Physical conversion (data-sources.md §3):
+
+* MODIS MOD11A1 ``LST_Day_1km``: DN × 0.02 K, valid 7500–65535, fill 0; ``QC_Day`` bits
+  0–1 must be 00. The PC collection holds Terra (MOD) and Aqua (MYD): Terra only is kept.
+* Landsat C2 L2 ``lwir11`` (ST_B10): K = DN × 0.00341802 + 149.0, fill 0; ``qa_pixel``
+  keeps bit 6 (clear) set, bits 0 (fill) and 1–4 (dilated cloud, cirrus, cloud, shadow)
+  clear.
+* Sentinel-2 L2A: reflectance = (DN + offset) / 10000, offset −1000 from processing
+  baseline 04.00 on (``s2:processing_baseline``; local files: acquired on or after
+  2022-01-25), 0 before or when ``earthsearch:boa_offset_applied`` is true; DN 0 is
+  nodata; ``SCL`` classes in ``sentinel2.scl_keep`` are kept.
+
+Config (the ``tiles`` section; `DEFAULTS` holds every default)::
+
+    source: stac                      # or "local"
+    areas: {<name>: {bbox: [W, S, E, N] (lon/lat), crs: "EPSG:32631", resolution: 10}}
+    resampling: nearest               # rasterio resampling for data bands (masks: nearest)
+    stac:
+      api: https://planetarycomputer.microsoft.com/api/stac/v1
+      sign: planetary_computer        # or "none"
+      collections: {modis: modis-11A1-061, landsat: landsat-c2-l2, sentinel2: sentinel-2-l2a}
+      max_cloud: 80                   # eo:cloud_cover < max_cloud (landsat, sentinel2)
+      limit: 100                      # items per search page
+    local:
+      paths: {landsat: [globs], sentinel2: [globs], modis: [globs]}
+    sentinel2: {bands: [B02, B03, B04, B08, B11, B12], scl_keep: [4, 5, 6]}  # add 7 if wanted
+    gdal: {GDAL_HTTP_MAX_RETRY: "3", GDAL_HTTP_RETRY_DELAY: "1",
+           GDAL_DISABLE_READDIR_ON_OPEN: EMPTY_DIR}
+
+GDAL options: ``GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR`` stops GDAL listing the "directory"
+of every COG over HTTP (one request per open saved, and no 403 noise on signed URLs);
+``GDAL_HTTP_MAX_RETRY``/``GDAL_HTTP_RETRY_DELAY`` let GDAL retry a 429/502/503/504 on a
+single range request inside one read, while `with_retries` retries the whole read.
+HTTP timeouts come from the `RetryPolicy`.
+
+Routes, one module each (`stac`, `local`; what they share is in `eofm.data.tiles.common`).
+
+Route ``stac``: ``pystac_client`` searches the month (retried as a whole); items are kept
+unsigned and each asset href is signed just before GDAL opens it (``planetary_computer.sign``
+when ``sign: planetary_computer``; injectable for tests). Signed hrefs are never stored,
+logged or put in error messages (GDAL's own messages are scrubbed of query strings).
+
+Route ``local``: GeoTIFF / JPEG2000 files from ``local.paths[sensor]`` globs, one file
+per band, grouped into scenes by file name: the date is the first ``YYYYMMDD`` (or
+``YYYY-MM-DD``, or MODIS ``AYYYYDDD``) in the name, the band is the name's last token
+(``..._ST_B10.TIF``/``lwir11``, ``..._QA_PIXEL.TIF``, ``T31UDQ_20220615T105631_B04_10m.jp2``,
+``..._SCL_20m.jp2``, ``...LST_Day_1km.tif``, ``...QC_Day.tif``). A scene without its QA/SCL
+file is masked on nodata only (with a warning). Files must be georeferenced (internally or
+by a ``.aux.xml``/world-file sidecar). Multi-band files contribute band 1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from eofm.data.fetch import RetryPolicy
+from eofm.data.store import write_store
+from eofm.data.tiles import local, stac
+from eofm.data.tiles.common import (
+    DEFAULTS,
+    PLANETARY_COMPUTER,
+    SENSORS,
+    AreaGrid,
+    Scene,
+    SensorSpec,
+    _assemble,
+    _gdal_env,
+    _group_solar_days,
+    _install_scrubbers,
+    _merged,
+    area_grid,
+    s2_offset,
+    scrub,
+    sensor_spec,
+    tile_dataset,
+)
+from eofm.data.tiles.local import local_scenes
+from eofm.data.tiles.stac import asset_key, search_scenes
+from eofm.errors import TileError, TilesError
+
+__all__ = [
+    "DEFAULTS",
+    "PLANETARY_COMPUTER",
+    "SENSORS",
+    "AreaGrid",
+    "Scene",
+    "SensorSpec",
+    "TileError",
+    "TilesError",
+    "area_grid",
+    "asset_key",
+    "fetch_tiles_month",
+    "local_scenes",
+    "s2_offset",
+    "scrub",
+    "search_scenes",
+    "sensor_spec",
+    "tile_dataset",
+]
+
+log = logging.getLogger(__name__)
+
+
+def fetch_tiles_month(
+    area: str,
+    sensor: str,
+    month: str,
+    out: str | os.PathLike,
+    cfg: dict,
+    policy: RetryPolicy,
+    *,
+    signer: Callable[[str], str] | None = None,
+) -> Path:
+    """Write the tile store of (``area``, ``sensor``, ``month``) at ``out``; return its path.
+
+    ``cfg`` is the config's ``tiles`` section; ``signer`` overrides the configured URL
+    signer (tests). Nothing is written unless every read succeeded.
+    """
+    _install_scrubbers()
+    cfg = _merged(cfg)
+    if sensor not in SENSORS:
+        raise TileError(f"tiles: sensor {sensor!r} unknown; expected one of {SENSORS}")
+    if area not in (cfg.get("areas") or {}):
+        raise TileError(f"tiles: area {area!r} not in tiles.areas {sorted(cfg.get('areas') or {})}")
+    area_cfg = cfg["areas"][area]
+    grid = area_grid(area_cfg, area)
+    spec = sensor_spec(sensor, cfg)
+    source_name = f"tiles {area}/{sensor}"
+    route = str(cfg.get("source", "stac"))
+    gdal_env = _gdal_env(cfg, policy)
+
+    if route == "stac":
+        scenes, read, attrs = stac.prepare(
+            sensor, month, area_cfg, grid, cfg, policy, gdal_env, source_name, signer
+        )
+    elif route == "local":
+        scenes, read, attrs = local.prepare(sensor, month, cfg, grid, spec, gdal_env, source_name)
+    else:
+        raise TileError(f"tiles.source: {route!r} unknown; expected 'stac' or 'local'")
+
+    groups = _group_solar_days(scenes, grid.centre_lon)
+    times, data, valid = _assemble(groups, sensor, spec, grid, read, cfg, source_name)
+    attrs.update(
+        {
+            "stac_items": json.dumps([s.id for s in scenes]),
+            "items": len(scenes),
+            "area": area,
+            "sensor": sensor,
+            "month": month,
+            "area_bbox_lonlat": json.dumps([float(v) for v in area_cfg["bbox"]]),
+        }
+    )
+    ds = tile_dataset(times, data, valid, spec, grid, attrs)
+    log.info(
+        "%s %s: %d scene(s) in %d day(s) → %s", source_name, month, len(scenes), len(times), out
+    )
+    return write_store(ds, out, validate=False)
