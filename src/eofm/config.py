@@ -1052,36 +1052,45 @@ def _date(value: str, path: tuple[str, ...]) -> dt.date:
         raise ConfigError(message) from None
 
 
-def _span(path: tuple[str, ...], start: str, stop: str) -> tuple[dt.date, dt.date]:
-    """The first and last day of ``start..stop``, checked against the calendar and in order."""
-    first = _date(start, (*path, "start"))
-    last = _date(stop, (*path, "stop"))
+def _span(
+    start: tuple[tuple[str, ...], str], stop: tuple[tuple[str, ...], str]
+) -> tuple[dt.date, dt.date]:
+    """The first and last day of a (key, date) pair, checked against the calendar and in order."""
+    first, last = _date(start[1], start[0]), _date(stop[1], stop[0])
     if first > last:
         raise ConfigError(
-            f"{_where((*path, 'start'))}: {start} is after {_where((*path, 'stop'))} {stop}; "
+            f"{_where(start[0])}: {start[1]} is after {_where(stop[0])} {stop[1]}; "
             "expected start <= stop"
         )
     return first, last
 
 
+def _ends(config: Mapping[str, Any], *path: str) -> tuple[tuple, tuple]:
+    """((key, date) of ``start``, (key, date) of ``stop``) of the section at ``path``."""
+    section: Any = config
+    for key in path:
+        section = section[key]
+    return ((*path, "start"), section["start"]), ((*path, "stop"), section["stop"])
+
+
 def _check_values(config: Mapping[str, Any]) -> None:
     """What the schema cannot express: calendar dates, ordered spans, disjoint periods."""
-    period = config["period"]
-    train = _span(("period", "train"), **period["train"])
-    test = _span(("period", "test"), **period["test"])
+    train = _span(*_ends(config, "period", "train"))
+    test = _span(*_ends(config, "period", "test"))
     if test[0] <= train[1] and train[0] <= test[1]:
         raise ConfigError(
             f"['period']['test']: {test[0]}..{test[1]} overlaps ['period']['train'] "
             f"{train[0]}..{train[1]}; expected a test period outside training"
         )
     tiles = config["tiles"]
-    _span(
-        ("tiles",),
-        tiles.get("start", period["train"]["start"]),
-        tiles.get("stop", period["test"]["stop"]),
-    )
-    firecube = config["firecube"]
-    _span(("firecube",), firecube["start"], firecube["stop"])
+    if tiles["source"] != "none" or "start" in tiles or "stop" in tiles:
+        # unset ends are the period's, as the workflow reads them
+        train_start = _ends(config, "period", "train")[0]
+        test_stop = _ends(config, "period", "test")[1]
+        start = (("tiles", "start"), tiles["start"]) if "start" in tiles else train_start
+        stop = (("tiles", "stop"), tiles["stop"]) if "stop" in tiles else test_stop
+        _span(start, stop)
+    _span(*_ends(config, "firecube"))
     _date(config["era5"]["cds"]["static_date"], ("era5", "cds", "static_date"))
 
 
