@@ -103,6 +103,10 @@ def test_every_key_has_a_one_line_description():
         ({"weather": {"backbones": {"auroa": {}}}}, "['auroa']: unknown key 'auroa'; did you mean"),
         ({"tiles": {"areas": {"a": {"bbox": [0, 0, 1, 1], "crs": "x", "res": 1}}}}, "'res'"),
         ({"zzz": 1}, "unknown key 'zzz'; expected one of era5, period"),
+        (
+            {"weather": {"backbones": {"aurora": {"weights": {"path": "a", "sha265": "0"}}}}},
+            "['weights']['sha265']: unknown key 'sha265'; did you mean 'sha256'?",
+        ),
     ],
 )
 def test_an_unknown_key_is_one_line_naming_the_nearest_valid_key(override, expected):
@@ -174,8 +178,8 @@ def test_section_dicts_give_the_data_modules_what_the_workflow_dict_gives():
     """Until the data modules take typed settings, `as_dict` must read the same to them."""
     from eofm.data import merra2, tiles
 
-    config = merged(RICH, {"merra2": {"collections": None}})
-    del config["merra2"]["collections"]
+    config = merged(RICH)
+    del config["merra2"]["collections"]  # the module's default, then
     settings = cfg.load(config)
     workflow = cfg.validate(copy.deepcopy(config))
     assert merra2.merra2_config(settings.merra2.as_dict()) == merra2.merra2_config(

@@ -419,7 +419,8 @@ class WeatherSettings(Section):
         doc="`decoder`: frozen backbone, latents cached in Zarr once, one MLP per target; "
         "`lora`: rank-r adapters on the backbone's attention projections plus the same MLPs; "
         "`full`: every backbone weight plus the MLPs. `lora` and `full` run the backbone in "
-        "every step and train all targets in one job. The shipped config runs all three",
+        "every step and train all targets in one job, their heads shaped by `decoder.hidden` and "
+        "`decoder.residual`. The shipped config runs all three",
         minItems=1,
         uniqueItems=True,
     )
@@ -1010,6 +1011,9 @@ def _unknown_in(tp: Any, meta: Mapping[str, Any], value: Any, path: tuple[Any, .
     tp, _ = _split_optional(tp)
     if _is_section(tp):
         return _unknown_keys(tp, value, path)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and isinstance(value, dict):
+        option = _option_for(tp, value)
+        return _unknown_keys(option, value, path) if option else None
     if typing.get_origin(tp) is dict and isinstance(value, dict):
         keys, item = meta.get("keys"), typing.get_args(tp)[1]
         for key, sub in value.items():
@@ -1019,6 +1023,16 @@ def _unknown_in(tp: Any, meta: Mapping[str, Any], value: Any, path: tuple[Any, .
                 found = _unknown_keys(item, sub, (*path, key))
                 if found:
                     return found
+    return None
+
+
+def _option_for(union: Any, value: Mapping[str, Any]) -> type | None:
+    """The section of ``union`` whose required keys ``value`` has (e.g. `path` → local)."""
+    for option in typing.get_args(union):
+        if _is_section(option):
+            needed = {f.name for f in dataclasses.fields(option) if _field_default(f) is MISSING}
+            if needed <= set(value):
+                return option
     return None
 
 
@@ -1096,26 +1110,26 @@ def _check_values(config: Mapping[str, Any]) -> None:
 
 def validate(
     config: dict[str, Any],
-    schema_: Mapping[str, Any] | str | Path | None = None,
+    against: Mapping[str, Any] | str | Path | None = None,
     files: typing.Sequence[str | Path] = (),
 ) -> dict[str, Any]:
     """Check ``config`` and fill its defaults in, in place, before any job runs.
 
     Unknown keys first (one line naming the nearest valid key, instead of a schema dump),
-    then the schema (``schema_``: a path or dict; default: `schema`), then dates, spans and
+    then the schema (``against``: a path or dict; default: `schema()`), then dates, spans and
     the train/test overlap. Raises `ConfigError` whose one line names the config ``files``,
     the key and what was expected.
     """
     label = f"config ({', '.join(str(f) for f in files)}) " if files else "config "
-    if isinstance(schema_, (str, Path)):
-        schema_ = yaml.safe_load(Path(schema_).read_text())
+    if isinstance(against, (str, Path)):
+        against = yaml.safe_load(Path(against).read_text())
     try:
         found = _unknown_keys(Settings, config, ())
         if found:
             raise ConfigError(found)
         from jsonschema.exceptions import best_match
 
-        error = best_match(_filling_validator(schema_ or schema()).iter_errors(config))
+        error = best_match(_filling_validator(against or schema()).iter_errors(config))
         if error is not None:
             raise ConfigError(f"{_where(error.absolute_path)}: {error.message}")
         _check_values(config)
@@ -1144,14 +1158,10 @@ def _build(tp: Any, value: Any) -> Any:
     if origin in (typing.Union, types.UnionType):
         if not isinstance(value, dict):
             return value
-        for option in args:
-            if _is_section(option):
-                fields = dataclasses.fields(option)
-                names = {f.name for f in fields}
-                needed = {f.name for f in fields if _field_default(f) is MISSING}
-                if needed <= set(value) <= names:
-                    return _build(option, value)
-        raise ConfigError(f"no settings type of {tp} takes {value!r}")
+        option = _option_for(tp, value)
+        if option is None:
+            raise ConfigError(f"no settings type of {tp} takes {value!r}")
+        return _build(option, value)
     if origin is dict:
         return {k: _build(args[1], v) for k, v in value.items()}
     if origin is list:
