@@ -8,8 +8,8 @@ the schema with its defaults, then what a schema cannot express) and the typed `
 library code reads (`load`).
 
 A field declared with ``fill=False`` keeps its default out of the schema: the workflow's
-dict then lacks the key (as rule params it must not change), while `load` still gives it
-its library default.
+dict then lacks the key, as it always has (that dict feeds rule params, which are rerun
+triggers), while `load` still gives the field its library default.
 """
 
 # `setting` returns a `dataclasses.field`, which RUF009 cannot see through.
@@ -71,6 +71,7 @@ def setting(
 ) -> Any:
     """A dataclass field with its description and schema constraints.
 
+    ``default``: a value, a section class (its own fields' defaults), or none (required).
     ``fill``: the schema fills the default in (False: only `load` does). ``shown``: the
     README's default column when the value itself says too little. ``items``/``values``:
     constraints of list items / dict values. ``keys``: the only keys a dict may have.
