@@ -1,5 +1,8 @@
 # eofm: reanalysis and satellite data → Zarr → foundation-model latents → decoders → skill.
-from snakemake.utils import min_version, validate
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import min_version
+
+from eofm.config import ConfigError, validate
 
 min_version("9.0")
 
@@ -7,7 +10,11 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+# schema (defaults filled in) + what it cannot say (dates, spans, overlap): one line per error
+try:
+    validate(config, workflow.source_path("workflow/schemas/config.schema.yaml"), workflow.configfiles)
+except ConfigError as error:
+    raise WorkflowError(str(error)) from None
 
 
 report: "workflow/report/workflow.rst"

@@ -119,8 +119,8 @@ def test_months_inside_the_publication_lag_are_not_requested(tmp_path):
     config = {
         "era5": {"source": "arco", "publication_lag_days": days},
         "period": {
-            "train": {"start": "2020-01-01", "stop": "2020-01-31"},
-            "test": {"start": "2020-01-15", "stop": "2020-02-29"},
+            "train": {"start": "2019-12-01", "stop": "2019-12-31"},
+            "test": {"start": "2020-01-01", "stop": "2020-02-29"},
         },
         "firecube": {"source": "none"},
     }
@@ -129,7 +129,7 @@ def test_months_inside_the_publication_lag_are_not_requested(tmp_path):
     assert "months ['2020-02'] end after" in result.stderr
     assert "resources/era5/arco/2020-01.zarr" in result.stdout
     assert "2020-02.zarr" not in result.stdout
-    assert job_counts(result.stdout)["fetch_era5"] == 1
+    assert job_counts(result.stdout)["fetch_era5"] == 2  # 2019-12 and 2020-01
 
 
 def test_missing_credential_variable_fails_before_any_job(tmp_path):

@@ -3,6 +3,7 @@
 eofm sample 2020-01 out.zarr          one month of the offline ERA5-like sample
 eofm qc out.zarr --month 2020-01      QC report of a store (exit 1 if it fails)
 eofm describe out.zarr                variables, dims, units and provenance
+eofm config-schema [--check]          regenerate the config schema and README key tables
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from eofm import __version__
+from eofm.config import Era5Settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -20,23 +22,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="eofm", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"eofm {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+    era5 = Era5Settings()  # the config's defaults, so the CLI and the workflow agree
 
     sample = commands.add_parser("sample", help="write one month of sample data to Zarr")
     sample.add_argument("month", help="YYYY-MM")
     sample.add_argument("out", help="path of the Zarr store to write")
-    sample.add_argument("--seed", type=int, default=20200101)
-    sample.add_argument("--nlat", type=int, default=32)
-    sample.add_argument("--nlon", type=int, default=64)
+    sample.add_argument("--seed", type=int, default=era5.seed)
+    sample.add_argument("--nlat", type=int, default=era5.grid.nlat)
+    sample.add_argument("--nlon", type=int, default=era5.grid.nlon)
 
     qc = commands.add_parser("qc", help="check a store against the variable catalogue")
     qc.add_argument("store")
     qc.add_argument("--month", help="YYYY-MM: also check that every time step is present")
-    qc.add_argument("--step-hours", type=int, default=6)
+    qc.add_argument("--step-hours", type=int, default=era5.step_hours)
 
     describe = commands.add_parser("describe", help="summarise a store")
     describe.add_argument("store")
 
+    generate = commands.add_parser(
+        "config-schema",
+        help="write workflow/schemas/config.schema.yaml and config/README.md's key tables "
+        "from eofm.config",
+    )
+    generate.add_argument("--root", default=".", help="the repository (default: here)")
+    generate.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if a file is out of date"
+    )
+
     args = parser.parse_args(argv)
+    if args.command == "config-schema":
+        from eofm.config import stale_files, write_generated
+
+        if args.check:
+            stale = stale_files(args.root)
+            for path in stale:
+                print(f"{path}: out of date; run `eofm config-schema`", file=sys.stderr)
+            return 1 if stale else 0
+        for path in write_generated(args.root):
+            print(f"wrote {path}")
+        return 0
     if args.command == "sample":
         from eofm.data.ingest import ingest_sample_month
         from eofm.data.sample import SampleGrid

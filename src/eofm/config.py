@@ -1,0 +1,1185 @@
+"""Typed settings of every config section: the one place defaults and meanings live.
+
+Each section is a dataclass whose fields carry their default, a one-line description and
+their JSON-schema constraints (`setting`). From them come `workflow/schemas/config.schema.yaml`
+and the key tables of `config/README.md` (``eofm config-schema`` writes both; a test checks
+the committed files are current), the workflow's validation (`validate`: unknown keys,
+the schema with its defaults, then what a schema cannot express) and the typed `Settings`
+library code reads (`load`).
+
+A field declared with ``fill=False`` keeps its default out of the schema: the workflow's
+dict then lacks the key, as it always has (that dict feeds rule params, which are rerun
+triggers), while `load` still gives the field its library default.
+"""
+
+# `setting` returns a `dataclasses.field`, which RUF009 cannot see through.
+# ruff: noqa: RUF009
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import datetime as dt
+import difflib
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+SCHEMA_PATH = Path("workflow/schemas/config.schema.yaml")
+README_PATH = Path("config/README.md")
+#: Weather backbones the workflow knows; the adapter registry will provide these names.
+BACKBONE_NAMES = ("aurora", "climax", "prithvi_wxc")
+
+_CONSTRAINTS = (
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "multipleOf",
+    "minItems",
+    "maxItems",
+    "uniqueItems",
+    "minLength",
+    "minProperties",
+    "pattern",
+)
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; the one-line message names the key and what was expected."""
+
+
+def setting(
+    default: Any = MISSING,
+    *,
+    doc: str,
+    fill: bool = True,
+    shown: str | None = None,
+    schema_default: Any = MISSING,
+    items: Mapping[str, Any] | None = None,
+    values: Mapping[str, Any] | None = None,
+    keys: tuple[str, ...] | None = None,
+    date: bool = False,
+    **constraints: Any,
+) -> Any:
+    """A dataclass field with its description and schema constraints.
+
+    ``default``: a value, a section class (its own fields' defaults), or none (required).
+    ``fill``: the schema fills the default in (False: only `load` does). ``shown``: the
+    README's default column when the value itself says too little. ``items``/``values``:
+    constraints of list items / dict values. ``keys``: the only keys a dict may have.
+    ``date``: a ``YYYY-MM-DD`` string checked against the calendar.
+    """
+    unknown = set(constraints) - set(_CONSTRAINTS)
+    if unknown:
+        raise TypeError(f"setting: unknown constraints {sorted(unknown)}")
+    metadata = {
+        "doc": doc,
+        "fill": fill,
+        "shown": shown,
+        "schema_default": schema_default,
+        "items": dict(items or {}),
+        "values": dict(values or {}),
+        "keys": keys,
+        "date": date,
+        "constraints": constraints,
+    }
+    if isinstance(default, type) and dataclasses.is_dataclass(default):
+        return field(default_factory=default, metadata=metadata)
+    if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
+        frozen = copy.deepcopy(default)
+        return field(default_factory=lambda: copy.deepcopy(frozen), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+class Section:
+    """Mixin of the section dataclasses: the dict form library code reads today."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """This section as the workflow's dict (unset optional keys left out)."""
+        return _as_dict(self)
+
+
+def _as_dict(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        out = {}
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if value is None and not f.metadata.get("fill", True):
+                continue
+            out[f.name] = _as_dict(value)
+        return out
+    if isinstance(obj, dict):
+        return {k: _as_dict(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_as_dict(v) for v in obj]
+    return obj
+
+
+# --------------------------------------------------------------------------- era5
+
+
+@dataclass(kw_only=True)
+class Era5Arco(Section):
+    """The `arco` route: Google's analysis-ready ERA5 Zarr."""
+
+    url: str = setting(
+        "gs://gcp-public-data-arco-era5/ar/full_37-1h-0p25deg-chunk-1.zarr-v3",
+        doc="the ARCO ERA5 store (hourly, 37 levels, 0.25°), read lazily one time step at a time",
+    )
+    storage_options: dict[str, Any] = setting(
+        {"token": "anon"}, doc="fsspec options for the store; the public bucket needs no account"
+    )
+    consolidated: bool | None = setting(
+        None, doc="passed to `xarray.open_zarr`; `null` lets xarray decide"
+    )
+
+
+@dataclass(kw_only=True)
+class Era5Cds(Section):
+    """The `cds` route: the Copernicus Climate Data Store."""
+
+    data_format: Literal["grib", "netcdf"] = setting(
+        "grib",
+        doc="`grib` (read with cfgrib) or `netcdf`; a multi-stream NetCDF answer that comes "
+        "back as a zip is unpacked",
+    )
+    area: list[float] | None = setting(
+        None,
+        doc="`[N, W, S, E]` in degrees to cut out a region (note the order, the CDS's own); "
+        "`null` is the globe",
+        minItems=4,
+        maxItems=4,
+    )
+    sleep_max: float = setting(
+        120,
+        doc="cdsapi: longest wait in seconds between polls of a queued request, and before "
+        "its own retries",
+        exclusiveMinimum=0,
+    )
+    retry_max: int = setting(
+        1, doc="cdsapi's own retries; eofm retries the whole retrieval itself (`fetch`)", minimum=1
+    )
+    timeout: float = setting(60, doc="cdsapi HTTP timeout in seconds", exclusiveMinimum=0)
+    progress: bool = setting(True, doc="cdsapi download progress in the job log")
+    static_date: str = setting(
+        "2000-01-01",
+        doc="the date whose invariant fields (`lsm`, surface `z`, `slt`) fill `static.zarr`",
+        date=True,
+    )
+
+
+@dataclass(kw_only=True)
+class Era5Local(Section):
+    """The `local` route: NetCDF/GRIB files already on disk."""
+
+    paths: list[str] = setting(
+        [],
+        doc="globs of the month files (NetCDF or GRIB; new-CDS, legacy ERA5 or GRIB names). "
+        "Include the previous month's file so the first 6 h sums can reach back. The matched "
+        "files are inputs of `fetch_era5`, so editing one reruns its months",
+    )
+    static_paths: list[str] = setting(
+        [],
+        doc="globs of the files with `lsm`, `z` (surface geopotential) and `slt`; a time axis "
+        "is reduced to its first step",
+    )
+    variables: list[str] | None = setting(
+        None,
+        doc="the short names the files hold; `null` means every variable the store needs",
+    )
+
+
+@dataclass(kw_only=True)
+class Era5Grid(Section):
+    """The sample generator's grid."""
+
+    nlat: int = setting(
+        32,
+        doc="sample grid rows; a multiple of Aurora's patch size 4. Real routes keep ERA5's "
+        "0.25° grid (721 × 1440) unless `coarsen` is set",
+        minimum=8,
+        multipleOf=4,
+    )
+    nlon: int = setting(
+        64, doc="sample grid columns (32 × 64 is 5.625°); a multiple of 4", minimum=8, multipleOf=4
+    )
+
+
+@dataclass(kw_only=True)
+class Era5Settings(Section):
+    """The gridded input data."""
+
+    source: Literal["sample", "arco", "cds", "local"] = setting(
+        "sample",
+        doc="where the data comes from. `sample` is the deterministic offline generator that "
+        "writes the ERA5 schema; `arco` reads Google's public analysis-ready Zarr; `cds` "
+        "requests it from the Copernicus Climate Data Store; `local` reads NetCDF/GRIB files "
+        "already on disk. Every route writes the same store schema to "
+        "`resources/era5/<source>/YYYY-MM.zarr` plus `static.zarr`",
+    )
+    coarsen: int = setting(
+        1,
+        doc="real routes only: block mean over k × k cells (1 keeps 0.25°). Rows and columns "
+        "that do not fill a block are dropped (for 721 rows and k = 2, 4, 8 …, the -90° row); "
+        "soil type takes the most frequent class, the land-sea mask becomes a land fraction",
+        minimum=1,
+    )
+    publication_lag_days: int = setting(
+        90,
+        doc="`arco` and `cds` only: months that end less than this many days before now are "
+        "not requested (ERA5 final data lag about three months). The workflow prints the "
+        "skipped months and a later run picks them up. `arco` also checks the store's "
+        "`valid_time_stop` and fails on a month it does not fully cover",
+        minimum=0,
+    )
+    arco: Era5Arco = setting(Era5Arco, doc="the `arco` route")
+    cds: Era5Cds = setting(Era5Cds, doc="the `cds` route")
+    local: Era5Local = setting(Era5Local, doc="the `local` route")
+    seed: int = setting(
+        20200101, doc="seed of the sample generator; same seed, same data, bit for bit"
+    )
+    grid: Era5Grid = setting(Era5Grid, doc="the sample grid")
+    levels: list[int] = setting(
+        [250, 500, 850, 1000],
+        doc="pressure levels in hPa; real routes select these from the archive and fail if "
+        "one is missing",
+        items={"minimum": 1, "maximum": 1000},
+        minItems=1,
+        uniqueItems=True,
+    )
+    step_hours: Literal[6] = setting(
+        6,
+        doc="time step of the stores; Aurora forecasts 6 h ahead. `tp`, `ro` and `pev` become "
+        "6 h sums of ERA5's hourly accumulations, so a month's first step also needs the last "
+        "5 hours of the previous month",
+    )
+
+
+# --------------------------------------------------------------------------- period
+
+
+@dataclass(kw_only=True)
+class Span(Section):
+    """An inclusive range of dates."""
+
+    start: str = setting(doc="first day (`YYYY-MM-DD`), inclusive", date=True)
+    stop: str = setting(doc="last day (`YYYY-MM-DD`), inclusive", date=True)
+
+
+@dataclass(kw_only=True)
+class PeriodSettings(Section):
+    """Training and held-out periods (required)."""
+
+    train: Span = setting(
+        doc="inclusive dates (`YYYY-MM-DD`) of the training period. Statistics, climatology, "
+        "pretraining and decoders use only this period"
+    )
+    test: Span = setting(
+        doc="inclusive dates of the evaluation period; it must not overlap the training period"
+    )
+
+
+# --------------------------------------------------------------------------- weather
+
+
+@dataclass(kw_only=True)
+class LocalWeights(Section):
+    """A checkpoint on disk."""
+
+    path: str = setting(doc="the checkpoint file", minLength=1)
+    sha256: str | None = setting(
+        None, doc="expected sha256 of the file", fill=False, pattern="^[0-9a-fA-F]{64}$"
+    )
+
+
+@dataclass(kw_only=True)
+class HubWeights(Section):
+    """A checkpoint on the Hugging Face Hub, pinned and verified."""
+
+    repo: str = setting(doc="`owner/name` of the Hub repository", pattern=r"^[\w.-]+/[\w.-]+$")
+    file: str = setting(doc="the file in the repository", minLength=1)
+    revision: str = setting(doc="commit or tag", minLength=1)
+    sha256: str = setting(doc="expected sha256 of the file", pattern="^[0-9a-fA-F]{64}$")
+
+
+@dataclass(kw_only=True)
+class Backbone(Section):
+    """One weather foundation model."""
+
+    size: Literal["tiny", "small", "full"] = setting(
+        "tiny",
+        doc="`tiny` (CPU-friendly), `small` (AuroraSmallPretrained's shape; ClimaX embed 512; "
+        "Prithvi WxC 280 M), `full` (Aurora 1.3 B; official ClimaX; Prithvi WxC 2.3 B). "
+        "Prithvi WxC `small`/`full` need MERRA-2 variables, so they do not run on the "
+        "ERA5-like sample",
+    )
+    weights: Literal["none"] | LocalWeights | HubWeights = setting(
+        "none",
+        doc="`none`: pretrain the backbone here on next-step forecasts over the training "
+        "period (`pretrain_backbone`). `{path: file[, sha256: …]}`: import a local checkpoint. "
+        "`{repo, file, revision, sha256}`: download it from the Hugging Face Hub, pinned to a "
+        "commit or tag and checked against its sha256 (`import_weights`; `HF_HUB_OFFLINE=1` "
+        "serves it from the cache; tokens come from `HF_TOKEN` or `hf auth login`, never "
+        "from config)",
+    )
+
+
+@dataclass(kw_only=True)
+class PretrainSettings(Section):
+    """Pretraining a backbone here (weights `none`)."""
+
+    epochs: int = setting(5, doc="epochs", minimum=1)
+    batch_size: int = setting(8, doc="batch size", minimum=1)
+    learning_rate: float = setting(0.001, doc="learning rate (AdamW)", exclusiveMinimum=0)
+    val_fraction: float = setting(
+        0.1,
+        doc="fraction of training windows held out (last in time) for validation",
+        exclusiveMinimum=0,
+        exclusiveMaximum=0.5,
+    )
+    seed: int = setting(0, doc="seed")
+
+
+@dataclass(kw_only=True)
+class DecoderSettings(Section):
+    """The `decoder` mode's MLPs (their shape also serves the `lora`/`full` heads)."""
+
+    epochs: int = setting(5, doc="epochs", minimum=1)
+    batch_size: int = setting(8, doc="batch size", minimum=1)
+    learning_rate: float = setting(0.001, doc="learning rate (AdamW)", exclusiveMinimum=0)
+    val_fraction: float = setting(
+        0.1,
+        doc="fraction of training samples held out (last in time) for validation",
+        exclusiveMinimum=0,
+        exclusiveMaximum=0.5,
+    )
+    seed: int = setting(0, doc="seed")
+    hidden: list[int] = setting(
+        [128, 128], doc="hidden widths of each decoder MLP", items={"minimum": 1}
+    )
+    residual: bool = setting(
+        True,
+        doc="`true`: each decoder learns the departure of its variable from the training "
+        "climatology (hour of day × grid cell) and the climatology is added back; `false`: it "
+        "predicts the normalised field itself, as in the lightweight-decoder paper. A 4 × "
+        "4-cell patch token cannot carry coastlines and other fixed sub-patch detail; the "
+        "climatology does, so the latent only has to explain the weather",
+    )
+
+
+@dataclass(kw_only=True)
+class FinetuneSettings(Section):
+    """The `lora` and `full` modes (backbone trained online; heads use `decoder.hidden`)."""
+
+    epochs: int = setting(5, doc="epochs", minimum=1)
+    batch_size: int = setting(8, doc="batch size", minimum=1)
+    learning_rate: float = setting(
+        0.001, doc="learning rate of the heads and LoRA adapters", exclusiveMinimum=0
+    )
+    backbone_learning_rate: float = setting(
+        0.0003,
+        doc="learning rate of the pretrained backbone weights in `full` mode (lower, as "
+        "Aurora's fine-tuning docs advise)",
+        exclusiveMinimum=0,
+    )
+    val_fraction: float = setting(
+        0.1,
+        doc="fraction of training windows held out (last in time) for validation",
+        exclusiveMinimum=0,
+        exclusiveMaximum=0.5,
+    )
+    seed: int = setting(0, doc="seed")
+    lora_rank: int = setting(8, doc="LoRA rank (Aurora's own LoRA setting)", minimum=1)
+    lora_alpha: float = setting(
+        8, doc="LoRA scale is alpha / rank (Aurora's own LoRA setting)", exclusiveMinimum=0
+    )
+
+
+@dataclass(kw_only=True)
+class WeatherSettings(Section):
+    """Weather backbones, fine-tuning modes, targets and training settings."""
+
+    backbones: dict[str, Backbone] = setting(
+        {"aurora": Backbone()},
+        schema_default={"aurora": {}},
+        keys=BACKBONE_NAMES,
+        doc="the models to run, keyed by name: `aurora`, `climax`, `prithvi_wxc`; each gets "
+        "the same targets, modes and evaluation. `config/all-models.yaml` runs all three",
+        minProperties=1,
+    )
+    modes: list[Literal["decoder", "lora", "full"]] = setting(
+        ["decoder"],
+        doc="`decoder`: frozen backbone, latents cached in Zarr once, one MLP per target; "
+        "`lora`: rank-r adapters on the backbone's attention projections plus the same MLPs; "
+        "`full`: every backbone weight plus the MLPs. `lora` and `full` run the backbone in "
+        "every step and train all targets in one job, their heads shaped by `decoder.hidden` and "
+        "`decoder.residual`. The shipped config runs all three",
+        minItems=1,
+        uniqueItems=True,
+    )
+    targets: list[Literal["tp", "ro", "swvl1", "pev"]] = setting(
+        ["tp", "ro", "swvl1", "pev"],
+        doc="new variables, one decoder each: total precipitation, runoff, soil water layer 1, "
+        "potential evaporation",
+        minItems=1,
+        uniqueItems=True,
+    )
+    pretrain: PretrainSettings = setting(PretrainSettings, doc="pretraining")
+    decoder: DecoderSettings = setting(DecoderSettings, doc="decoder training")
+    finetune: FinetuneSettings = setting(FinetuneSettings, doc="`lora`/`full` training")
+
+
+# --------------------------------------------------------------------------- merra2
+
+PRITHVI_COLLECTIONS = {
+    "M2I3NVASM": ["CLOUD", "H", "OMEGA", "PL", "QI", "QL", "QV", "T", "U", "V"],
+    "M2I1NXASM": ["PS", "QV2M", "SLP", "T2M", "TQI", "TQL", "TQV", "TS", "U10M", "V10M"],
+    "M2T1NXLND": ["GWETROOT", "LAI"],
+    "M2T1NXFLX": ["EFLUX", "HFLUX", "PRECTOT", "Z0M"],
+    "M2T1NXRAD": ["LWGAB", "LWGEM", "LWTUP", "SWGNT", "SWTNT"],
+}
+PRITHVI_STATIC = {"M2C0NXASM": ["PHIS", "FRLAND", "FROCEAN"], "M2C0NXCTM": ["FRACI"]}
+PRITHVI_LEVELS = [34, 39, 41, 43, 44, 45, 48, 51, 53, 56, 63, 68, 71, 72]
+
+
+@dataclass(kw_only=True)
+class Merra2Local(Section):
+    """The `local` route's files."""
+
+    paths: list[str] = setting(
+        [],
+        doc="globs of the `local` route's files, month and static files alike; a file's "
+        "collection comes from its name (`MERRA2_NNN.<stem>.<YYYYMMDD>.nc4`) or its "
+        "`ShortName` attribute. Include the previous day's files so the month's first step "
+        "averages two means",
+    )
+
+
+@dataclass(kw_only=True)
+class Merra2Settings(Section):
+    """MERRA-2 (what Prithvi WxC reads); `none` leaves it out of the workflow."""
+
+    source: Literal["none", "gesdisc", "earthaccess", "local"] = setting(
+        "none",
+        doc="`none` (left out), `gesdisc` (HTTPS from the GES DISC data servers with an "
+        "Earthdata login), `earthaccess` (NASA CMR search and download through earthaccess), "
+        "`local` (`.nc4` files on disk)",
+    )
+    servers: dict[str, str] = setting(
+        {
+            "goldsmr4": "https://goldsmr4.gesdisc.eosdis.nasa.gov/data",
+            "goldsmr5": "https://goldsmr5.gesdisc.eosdis.nasa.gov/data",
+        },
+        doc="data server per name; the 2-D collections live on goldsmr4, the model-level one "
+        "on goldsmr5",
+    )
+    urs: str = setting(
+        "https://urs.earthdata.nasa.gov",
+        doc="the Earthdata login host the data servers redirect to (only tests change it)",
+    )
+    version: str = setting("5.12.4", doc="collection version")
+    collections: dict[str, list[str]] = setting(
+        PRITHVI_COLLECTIONS,
+        fill=False,
+        shown="Prithvi WxC's",
+        values={"minItems": 1},
+        doc="`{short name: [variables]}`: M2I3NVASM (CLOUD H OMEGA PL QI QL QV T U V), "
+        "M2I1NXASM (PS QV2M SLP T2M TQI TQL TQV TS U10M V10M), M2T1NXLND (GWETROOT LAI), "
+        "M2T1NXFLX (EFLUX HFLUX PRECTOT Z0M), M2T1NXRAD (LWGAB LWGEM LWTUP SWGNT SWTNT). "
+        "A given map replaces the default as a whole",
+    )
+    static: dict[str, list[str]] = setting(
+        PRITHVI_STATIC,
+        fill=False,
+        shown="M2C0NXASM (PHIS FRLAND FROCEAN), M2C0NXCTM (FRACI)",
+        values={"minItems": 1},
+        doc="`{short name: [variables]}` of the invariant fields; FRACI keeps its twelve "
+        "monthly fields along `time`",
+    )
+    levels: list[int] = setting(
+        PRITHVI_LEVELS,
+        doc="model levels (1 is the top, 72 the surface), Prithvi WxC's",
+        items={"minimum": 1, "maximum": 72},
+    )
+    step_hours: Literal[1, 2, 3, 4, 6, 8, 12, 24] = setting(
+        3,
+        doc="hours between steps, a divisor of 24 so every day has the same steps. The hourly "
+        "`tavg` means (stamped HH:30) are averaged onto the hour, as Prithvi's extractor does; "
+        "the 3-hourly `inst3` collections need a multiple of 3",
+    )
+    publication_lag_days: int = setting(
+        45,
+        doc="`gesdisc` and `earthaccess`: months ending less than this many days ago are not "
+        "requested yet",
+        minimum=0,
+    )
+    local: Merra2Local = setting(Merra2Local, doc="the `local` route")
+
+
+# --------------------------------------------------------------------------- tiles
+
+
+@dataclass(kw_only=True)
+class Area(Section):
+    """One area of interest: its own grid, onto which every sensor is resampled."""
+
+    bbox: list[float] = setting(
+        doc="`[W, S, E, N]` in degrees (not the CDS order); projected and snapped outward to "
+        "the resolution",
+        minItems=4,
+        maxItems=4,
+    )
+    crs: str = setting(doc="the target CRS (e.g. `EPSG:32634`)")
+    resolution: float = setting(doc="the pixel size in that CRS's units", exclusiveMinimum=0)
+
+
+@dataclass(kw_only=True)
+class StacCollections(Section):
+    """STAC collection id per sensor."""
+
+    modis: str = setting("modis-11A1-061", doc="collection of MODIS MOD11A1")
+    landsat: str = setting("landsat-c2-l2", doc="collection of Landsat Collection 2 Level-2")
+    sentinel2: str = setting("sentinel-2-l2a", doc="collection of Sentinel-2 L2A")
+
+
+@dataclass(kw_only=True)
+class TilesStac(Section):
+    """The `stac` route."""
+
+    api: str = setting(
+        "https://planetarycomputer.microsoft.com/api/stac/v1", doc="the STAC API searched"
+    )
+    sign: Literal["planetary_computer", "none"] = setting(
+        "planetary_computer",
+        doc="`planetary_computer` signs each asset URL just before GDAL opens it; `none` for an "
+        "anonymous API such as Earth Search (`https://earth-search.aws.element84.com/v1`; its "
+        "Landsat assets are requester-pays). Signed URLs are never stored or logged; the store "
+        "keeps the unsigned item ids",
+    )
+    collections: StacCollections = setting(
+        StacCollections, fill=False, doc="collection id per sensor"
+    )
+    max_cloud: float = setting(
+        80,
+        doc="keep items with `eo:cloud_cover` below this (Landsat, Sentinel-2)",
+        minimum=0,
+        maximum=100,
+    )
+    limit: int = setting(100, doc="items per search page", minimum=1)
+
+
+@dataclass(kw_only=True)
+class TilesLocalPaths(Section):
+    """Globs per sensor."""
+
+    modis: list[str] = setting([], doc="globs of the MODIS files")
+    landsat: list[str] = setting([], doc="globs of the Landsat files")
+    sentinel2: list[str] = setting([], doc="globs of the Sentinel-2 files")
+
+
+@dataclass(kw_only=True)
+class TilesLocal(Section):
+    """The `local` route."""
+
+    paths: TilesLocalPaths = setting(
+        TilesLocalPaths,
+        doc="globs per sensor. Files are grouped into scenes by the date in their name "
+        "(`YYYYMMDD`, `YYYY-MM-DD` or MODIS `AYYYYDDD`) and the band is the name's last token "
+        "(`…_ST_B10.TIF`, `…_QA_PIXEL.TIF`, `…_B04_10m.jp2`, `…_SCL_20m.jp2`, "
+        "`…LST_Day_1km.tif`, `…QC_Day.tif`); files must be georeferenced",
+    )
+
+
+@dataclass(kw_only=True)
+class Sentinel2(Section):
+    """Sentinel-2 bands and cloud mask."""
+
+    bands: list[str] = setting(
+        ["B02", "B03", "B04", "B08", "B11", "B12"], doc="Sentinel-2 bands stored"
+    )
+    scl_keep: list[int] = setting(
+        [4, 5, 6],
+        doc="scene-classification classes kept (vegetation, bare, water); add `7` to keep "
+        '"unclassified"',
+        items={"minimum": 0, "maximum": 11},
+    )
+
+
+GDAL_DEFAULTS = {
+    "GDAL_HTTP_MAX_RETRY": "3",
+    "GDAL_HTTP_RETRY_DELAY": "1",
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+}
+
+
+@dataclass(kw_only=True)
+class TilesSettings(Section):
+    """Satellite tiles (MODIS LST, Landsat ST, Sentinel-2 L2A) per area, sensor and month.
+
+    Every sensor of an area is co-registered onto one grid; `none` leaves them out.
+    """
+
+    source: Literal["none", "stac", "local"] = setting(
+        "none",
+        doc="`none` (left out), `stac` (search a STAC API, read the COGs), `local` "
+        "(GeoTIFF/JPEG2000 files, one per band)",
+    )
+    sensors: list[Literal["modis", "landsat", "sentinel2"]] = setting(
+        ["modis", "landsat", "sentinel2"],
+        doc="MODIS MOD11A1 daytime LST (Terra only), Landsat Collection 2 Level-2 surface "
+        "temperature (`lwir11`), Sentinel-2 L2A reflectance",
+        uniqueItems=True,
+    )
+    areas: dict[str, Area] = setting(
+        {}, doc="`{name: {bbox, crs, resolution}}`, all three required. No area, no stores"
+    )
+    start: str | None = setting(
+        None,
+        fill=False,
+        shown="`period.train.start`",
+        date=True,
+        doc="first day of the months fetched. Tiles have no publication lag: a month fetched "
+        "before it ends keeps the scenes found then; keep `stop` in the past, or delete that "
+        "month's store to fetch it again. Changing it adds or drops months; fetched months stay",
+    )
+    stop: str | None = setting(
+        None,
+        fill=False,
+        shown="`period.test.stop`",
+        date=True,
+        doc="last day of the months fetched (as `start`)",
+    )
+    resampling: str = setting(
+        "nearest",
+        doc="rasterio resampling of the data bands onto the area grid (masks are always nearest)",
+    )
+    stac: TilesStac = setting(TilesStac, doc="the `stac` route")
+    local: TilesLocal = setting(TilesLocal, doc="the `local` route")
+    sentinel2: Sentinel2 = setting(Sentinel2, doc="Sentinel-2 bands and mask")
+    gdal: dict[str, str] = setting(
+        GDAL_DEFAULTS,
+        fill=False,
+        doc="GDAL config options for the reads, merged over these defaults; values are strings",
+    )
+
+
+# --------------------------------------------------------------------------- firecube
+
+
+@dataclass(kw_only=True)
+class FirecubeSample(Section):
+    """The `sample` route's generator."""
+
+    ny: int = setting(32, doc="`sample`: pixel rows generated", minimum=4)
+    nx: int = setting(40, doc="`sample`: pixel columns generated", minimum=4)
+    seed: int = setting(0, doc="`sample`: same seed, same cube, bit for bit")
+
+
+@dataclass(kw_only=True)
+class FirecubeSettings(Section):
+    """The FireCube wildfire datacube (Greece, daily, about 1 km)."""
+
+    source: Literal["none", "sample", "http", "local"] = setting(
+        "sample",
+        doc="`sample` (offline generator driven by the real FireCube per-variable statistics), "
+        "`http` (download `url`), `local` (convert `path`), `none` (left out)",
+    )
+    start: str = setting("2020-07-01", doc="first day kept, inclusive", date=True)
+    stop: str = setting("2020-07-31", doc="last day kept, inclusive", date=True)
+    url: str | None = setting(
+        None,
+        doc="`http`: the cube as a zipped Zarr or NetCDF. The download resumes after a break "
+        "and lands in `<store>.download/`",
+    )
+    sha256: str | None = setting(
+        None,
+        doc="`http`: expected sha256 of the download; a mismatch deletes it and fails without "
+        "retrying. Set it for anything you will publish",
+        pattern="^[0-9a-fA-F]{64}$",
+    )
+    path: str | None = setting(
+        None,
+        doc="`local`: a `.zarr` directory, a zipped Zarr or a NetCDF file (an input of the "
+        "job, so a newer file reruns it)",
+    )
+    stats: str | None = setting(
+        None,
+        doc="`sample`: statistics JSON; `null` uses the bundled LOAN file (`mean_std_train.json`)",
+    )
+    sample: FirecubeSample = setting(FirecubeSample, doc="the sample generator")
+
+
+# --------------------------------------------------------------------------- fetch
+
+
+@dataclass(kw_only=True)
+class FetchSettings(Section):
+    """How hard the real sources try before failing (exponential backoff)."""
+
+    attempts: int = setting(5, doc="tries in all", minimum=1)
+    backoff: float = setting(
+        2.0,
+        doc="seconds slept after the first failure; doubled after each further one (2, 4, 8, "
+        "16 s by default)",
+        minimum=0,
+    )
+    max_backoff: float = setting(120.0, doc="cap on one sleep, in seconds", minimum=0)
+    connect_timeout: float = setting(
+        20.0,
+        doc="HTTP connect timeout in seconds (GES DISC, FireCube, STAC, GDAL)",
+        exclusiveMinimum=0,
+    )
+    read_timeout: float = setting(
+        300.0,
+        doc="HTTP read timeout in seconds (same clients); the CDS uses `era5.cds.timeout`",
+        exclusiveMinimum=0,
+    )
+
+
+# --------------------------------------------------------------------------- all
+
+
+@dataclass(kw_only=True)
+class Settings(Section):
+    """eofm workflow configuration (defaults fill what a config leaves out)."""
+
+    era5: Era5Settings = setting(Era5Settings, doc="the gridded input data")
+    period: PeriodSettings = setting(doc="training and held-out periods")
+    weather: WeatherSettings = setting(WeatherSettings, doc="backbones and decoders")
+    merra2: Merra2Settings = setting(Merra2Settings, doc=Merra2Settings.__doc__.strip())
+    tiles: TilesSettings = setting(TilesSettings, doc="satellite tiles per area")
+    firecube: FirecubeSettings = setting(FirecubeSettings, doc="the FireCube datacube")
+    fetch: FetchSettings = setting(FetchSettings, doc=FetchSettings.__doc__.strip())
+    credentials: Literal["files", "environment"] = setting(
+        "files",
+        doc="`files`: the clients find their own files or variables, as above. `environment`: "
+        "the workflow declares the variables the active sources need with Snakemake's "
+        "`envvars:` — `CDSAPI_URL`, `CDSAPI_KEY` for `era5.source: cds`; "
+        "`EARTHDATA_USERNAME`, `EARTHDATA_PASSWORD` for `merra2.source: gesdisc` or "
+        "`earthaccess` (an `EARTHDATA_TOKEN`-only login therefore needs `files`). A missing "
+        "variable fails before any job starts, and the values are forwarded to cluster jobs. "
+        "They are read from the environment inside the jobs, never passed as params, so they "
+        "never reach `.snakemake/metadata`",
+    )
+
+
+# --------------------------------------------------------------------------- types
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _is_section(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _split_optional(tp: Any) -> tuple[Any, bool]:
+    """``X | None`` → (X, True); anything else → (tp, False)."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = tuple(a for a in args if a is not type(None))
+        return (rest[0] if len(rest) == 1 else typing.Union[rest]), True  # noqa: UP007
+    return tp, False
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default is not MISSING:
+        return f.default
+    if f.default_factory is not MISSING:
+        return f.default_factory()
+    return MISSING
+
+
+# --------------------------------------------------------------------------- schema
+
+_JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean"}
+
+
+def _schema_of(tp: Any, meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON schema of a value of type ``tp`` with a field's metadata ``meta``."""
+    tp, nullable = _split_optional(tp)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    out: dict[str, Any]
+    if origin in (typing.Union, types.UnionType):
+        out = {"oneOf": [_schema_of(a, {}) for a in args]}
+    elif origin is Literal:
+        (kind,) = {_JSON_TYPES[type(a)] for a in args}
+        out = {"type": kind, "enum": list(args)}
+    elif _is_section(tp):
+        out = _section_schema(tp)
+    elif origin is list:
+        out = {"type": "array", "items": {**_schema_of(args[0], {}), **meta.get("items", {})}}
+    elif origin is dict:
+        value = {**_schema_of(args[1], {}), **meta.get("values", {})}
+        out = {"type": "object"}
+        if meta.get("keys"):
+            out["additionalProperties"] = False
+            out["properties"] = {key: copy.deepcopy(value) for key in meta["keys"]}
+        elif value:
+            out["additionalProperties"] = value
+    elif tp is Any:
+        out = {}
+    else:
+        out = {"type": _JSON_TYPES[tp]}
+    if nullable and meta.get("fill", True):
+        out["type"] = [out["type"], "null"]
+    if meta.get("date"):
+        out["pattern"] = DATE_PATTERN
+    out.update(meta.get("constraints", {}))
+    return out
+
+
+def _schema_value(value: Any) -> Any:
+    """A default as the schema writes it: a nested section is ``{}`` (its fields fill it)."""
+    if dataclasses.is_dataclass(value):
+        return {}
+    return copy.deepcopy(value)
+
+
+def _section_schema(cls: type) -> dict[str, Any]:
+    hints = _hints(cls)
+    properties: dict[str, Any] = {}
+    required = []
+    for f in dataclasses.fields(cls):
+        sub = {"description": f.metadata["doc"], **_schema_of(hints[f.name], f.metadata)}
+        default = _field_default(f)
+        if default is MISSING:
+            required.append(f.name)
+        elif f.metadata["fill"]:
+            given = f.metadata["schema_default"]
+            sub["default"] = _schema_value(default) if given is MISSING else given
+        properties[f.name] = sub
+    out: dict[str, Any] = {"type": "object", "additionalProperties": False}
+    if required:
+        out["required"] = required
+    out["properties"] = properties
+    return out
+
+
+def schema() -> dict[str, Any]:
+    """The JSON schema of the whole config, with its defaults."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "description": (Settings.__doc__ or "").strip(),
+        **_section_schema(Settings),
+    }
+
+
+def schema_yaml() -> str:
+    """`schema` as the committed `workflow/schemas/config.schema.yaml`."""
+    header = "# Generated from src/eofm/config.py by `eofm config-schema`; do not edit by hand.\n"
+    return header + yaml.dump(
+        schema(), Dumper=_FlowListDumper, sort_keys=False, allow_unicode=True, width=100
+    )
+
+
+class _FlowListDumper(yaml.SafeDumper):
+    """Writes lists of scalars on one line (``enum: [a, b]``), as a person would."""
+
+    def represent_list(self, data: list) -> yaml.Node:
+        flow = all(not isinstance(v, (list, dict)) for v in data)
+        return self.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_FlowListDumper.add_representer(list, _FlowListDumper.represent_list)
+
+
+# --------------------------------------------------------------------------- README tables
+
+
+def _flow(value: Any) -> str:
+    """A value as YAML on one line."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=10_000, allow_unicode=True)
+    return text.removesuffix("\n").removesuffix("\n...").strip()
+
+
+def _rows(cls: type, prefix: str) -> list[tuple[str, str, str]]:
+    """(key, default, meaning) of every key of section ``cls``, nested keys dotted."""
+    hints = _hints(cls)
+    rows = []
+    for f in dataclasses.fields(cls):
+        tp, _ = _split_optional(hints[f.name])
+        key, default = prefix + f.name, _field_default(f)
+        if default is MISSING:
+            shown = "required"
+        elif f.metadata["shown"] is not None:
+            shown = f.metadata["shown"]
+        else:
+            shown = f"`{_flow(_as_dict(default))}`"
+        if _is_section(tp):
+            if default is MISSING:
+                rows.append((key, shown, f.metadata["doc"]))
+            rows += _rows(tp, key + ".")
+            continue
+        rows.append((key, shown, f.metadata["doc"]))
+        item = typing.get_args(tp)[1] if typing.get_origin(tp) is dict else None
+        if _is_section(item):
+            rows += _rows(item, key + ".<name>.")
+    return rows
+
+
+def readme_tables() -> dict[str, str]:
+    """The Markdown key table of each top-level config key, by key."""
+    tables = {}
+    hints = _hints(Settings)
+    for f in dataclasses.fields(Settings):
+        tp = hints[f.name]
+        rows = _rows(tp, "") if _is_section(tp) else _rows(Settings, "")
+        if not _is_section(tp):
+            rows = [row for row in rows if row[0] == f.name]
+        lines = ["| key | default | meaning |", "|---|---|---|"]
+        lines += [f"| `{key}` | {shown} | {doc} |" for key, shown, doc in rows]
+        tables[f.name] = "\n".join(lines)
+    return tables
+
+
+def _markers(name: str) -> tuple[str, str]:
+    return (
+        f"<!-- generated: {name} keys (eofm config-schema) -->",
+        f"<!-- end generated: {name} keys -->",
+    )
+
+
+def render_readme(text: str) -> str:
+    """``text`` (config/README.md) with every generated key table replaced by the current one."""
+    for name, table in readme_tables().items():
+        begin, end = _markers(name)
+        pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
+        if not pattern.search(text):
+            raise ConfigError(f"{README_PATH}: no '{begin}' … '{end}' markers for `{name}`")
+        block = f"{begin}\n{table}\n{end}"
+        text = pattern.sub(lambda _, block=block: block, text, count=1)
+    return text
+
+
+def generated_files(root: str | Path = ".") -> dict[Path, str]:
+    """The files `eofm config-schema` writes under repository ``root``, with their text."""
+    root = Path(root)
+    readme = root / README_PATH
+    return {root / SCHEMA_PATH: schema_yaml(), readme: render_readme(readme.read_text())}
+
+
+def stale_files(root: str | Path = ".") -> list[Path]:
+    """The generated files under ``root`` that differ from what the settings generate."""
+    return [
+        path
+        for path, text in generated_files(root).items()
+        if not path.exists() or path.read_text() != text
+    ]
+
+
+def write_generated(root: str | Path = ".") -> list[Path]:
+    """Write the schema and README tables under ``root``; returns the files that changed."""
+    changed = stale_files(root)
+    for path, text in generated_files(root).items():
+        if path in changed:
+            path.write_text(text)
+    return changed
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _where(path: typing.Iterable[Any]) -> str:
+    return "".join(f"[{key!r}]" for key in path)
+
+
+def _unknown_keys(cls: type, data: Any, path: tuple[Any, ...]) -> str | None:
+    """The first key of ``data`` that ``cls`` does not have, as a one-line message."""
+    if not isinstance(data, dict):
+        return None
+    hints = _hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key, value in data.items():
+        if key not in fields:
+            return _unknown(key, list(fields), path)
+        found = _unknown_in(hints[key], fields[key].metadata, value, (*path, key))
+        if found:
+            return found
+    return None
+
+
+def _unknown_in(tp: Any, meta: Mapping[str, Any], value: Any, path: tuple[Any, ...]) -> str | None:
+    tp, _ = _split_optional(tp)
+    if _is_section(tp):
+        return _unknown_keys(tp, value, path)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and isinstance(value, dict):
+        option = _option_for(tp, value)
+        return _unknown_keys(option, value, path) if option else None
+    if typing.get_origin(tp) is dict and isinstance(value, dict):
+        keys, item = meta.get("keys"), typing.get_args(tp)[1]
+        for key, sub in value.items():
+            if keys and key not in keys:
+                return _unknown(key, list(keys), path)
+            if _is_section(item):
+                found = _unknown_keys(item, sub, (*path, key))
+                if found:
+                    return found
+    return None
+
+
+def _option_for(union: Any, value: Mapping[str, Any]) -> type | None:
+    """The section of ``union`` whose required keys ``value`` has (e.g. `path` → local)."""
+    for option in typing.get_args(union):
+        if _is_section(option):
+            needed = {f.name for f in dataclasses.fields(option) if _field_default(f) is MISSING}
+            if needed <= set(value):
+                return option
+    return None
+
+
+def _unknown(key: Any, valid: list[str], path: tuple[Any, ...]) -> str:
+    close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else f"expected one of {', '.join(valid)}"
+    return f"{_where((*path, key))}: unknown key {key!r}; {hint}"
+
+
+def _filling_validator(schema_: Mapping[str, Any]) -> Any:
+    """A draft 2020-12 validator that fills defaults in as it goes (as Snakemake's does)."""
+    from jsonschema import Draft202012Validator, validators
+
+    check_properties = Draft202012Validator.VALIDATORS["properties"]
+
+    def properties(validator: Any, props: Any, instance: Any, sub: Any) -> Any:
+        if isinstance(instance, dict):
+            for name, prop in props.items():
+                if isinstance(prop, dict) and "default" in prop:
+                    instance.setdefault(name, copy.deepcopy(prop["default"]))
+        yield from check_properties(validator, props, instance, sub)
+
+    return validators.extend(Draft202012Validator, {"properties": properties})(schema_)
+
+
+def _date(value: str, path: tuple[str, ...]) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        message = f"{_where(path)}: {value!r} is not a calendar date (YYYY-MM-DD)"
+        raise ConfigError(message) from None
+
+
+def _span(
+    start: tuple[tuple[str, ...], str], stop: tuple[tuple[str, ...], str]
+) -> tuple[dt.date, dt.date]:
+    """The first and last day of a (key, date) pair, checked against the calendar and in order."""
+    first, last = _date(start[1], start[0]), _date(stop[1], stop[0])
+    if first > last:
+        raise ConfigError(
+            f"{_where(start[0])}: {start[1]} is after {_where(stop[0])} {stop[1]}; "
+            "expected start <= stop"
+        )
+    return first, last
+
+
+def _ends(config: Mapping[str, Any], *path: str) -> tuple[tuple, tuple]:
+    """((key, date) of ``start``, (key, date) of ``stop``) of the section at ``path``."""
+    section: Any = config
+    for key in path:
+        section = section[key]
+    return ((*path, "start"), section["start"]), ((*path, "stop"), section["stop"])
+
+
+def _check_values(config: Mapping[str, Any]) -> None:
+    """What the schema cannot express: calendar dates, ordered spans, disjoint periods."""
+    train = _span(*_ends(config, "period", "train"))
+    test = _span(*_ends(config, "period", "test"))
+    if test[0] <= train[1] and train[0] <= test[1]:
+        raise ConfigError(
+            f"['period']['test']: {test[0]}..{test[1]} overlaps ['period']['train'] "
+            f"{train[0]}..{train[1]}; expected a test period outside training"
+        )
+    tiles = config["tiles"]
+    if tiles["source"] != "none" or "start" in tiles or "stop" in tiles:
+        # unset ends are the period's, as the workflow reads them
+        train_start = _ends(config, "period", "train")[0]
+        test_stop = _ends(config, "period", "test")[1]
+        start = (("tiles", "start"), tiles["start"]) if "start" in tiles else train_start
+        stop = (("tiles", "stop"), tiles["stop"]) if "stop" in tiles else test_stop
+        _span(start, stop)
+    _span(*_ends(config, "firecube"))
+    _date(config["era5"]["cds"]["static_date"], ("era5", "cds", "static_date"))
+
+
+def validate(
+    config: dict[str, Any],
+    against: Mapping[str, Any] | str | Path | None = None,
+    files: typing.Sequence[str | Path] = (),
+) -> dict[str, Any]:
+    """Check ``config`` and fill its defaults in, in place, before any job runs.
+
+    Unknown keys first (one line naming the nearest valid key, instead of a schema dump),
+    then the schema (``against``: a path or dict; default: `schema()`), then dates, spans and
+    the train/test overlap. Raises `ConfigError` whose one line names the config ``files``,
+    the key and what was expected.
+    """
+    label = f"config ({', '.join(str(f) for f in files)}) " if files else "config "
+    if isinstance(against, (str, Path)):
+        against = yaml.safe_load(Path(against).read_text())
+    try:
+        found = _unknown_keys(Settings, config, ())
+        if found:
+            raise ConfigError(found)
+        from jsonschema.exceptions import best_match
+
+        error = best_match(_filling_validator(against or schema()).iter_errors(config))
+        if error is not None:
+            raise ConfigError(f"{_where(error.absolute_path)}: {error.message}")
+        _check_values(config)
+    except ConfigError as e:
+        raise ConfigError(label + str(e)) from None
+    return config
+
+
+# --------------------------------------------------------------------------- typed settings
+
+
+def _build(tp: Any, value: Any) -> Any:
+    """``value`` (validated, defaults filled) as an instance of ``tp``."""
+    tp, _ = _split_optional(tp)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if value is None:
+        return None
+    if _is_section(tp):
+        hints = _hints(tp)
+        kwargs = {
+            f.name: _build(hints[f.name], value[f.name])
+            for f in dataclasses.fields(tp)
+            if f.name in value
+        }
+        return tp(**kwargs)
+    if origin in (typing.Union, types.UnionType):
+        if not isinstance(value, dict):
+            return value
+        option = _option_for(tp, value)
+        if option is None:
+            raise ConfigError(f"no settings type of {tp} takes {value!r}")
+        return _build(option, value)
+    if origin is dict:
+        return {k: _build(args[1], v) for k, v in value.items()}
+    if origin is list:
+        return [_build(args[0], v) for v in value]
+    return copy.deepcopy(value)
+
+
+def load(config: Mapping[str, Any]) -> Settings:
+    """Typed settings of a config dict: validated, with every default (library ones too).
+
+    Unset tile months become the period's (`tiles.start` = `period.train.start`,
+    `tiles.stop` = `period.test.stop`), as the workflow reads them.
+    """
+    filled = validate(copy.deepcopy(dict(config)))
+    settings = _build(Settings, filled)
+    if settings.tiles.start is None:
+        settings.tiles.start = settings.period.train.start
+    if settings.tiles.stop is None:
+        settings.tiles.stop = settings.period.test.stop
+    return settings
