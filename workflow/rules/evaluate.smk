@@ -5,6 +5,7 @@ rule evaluate_decoder:
     """Latitude-weighted RMSE and ACC on the test period, plus a truth/prediction/error map."""
     input:
         latents=expand(rules.encode_latents.output.latents, month=MONTHS.test, allow_missing=True),
+        qc=expand(rules.check_latents.output.report, month=MONTHS.test, allow_missing=True),
         stores=test_stores(),
         climatology=rules.compute_stats.output.climatology,
         weights=rules.train_decoder.output.weights,
