@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
 import torch
@@ -41,23 +43,15 @@ def encoded(inputs, tmp_path_factory):
     pieces = []
     real = cache.store_writer
 
+    @contextmanager
     def counting_writer(*args, **kwargs):
-        context = real(*args, **kwargs)
+        with real(*args, **kwargs) as write:
 
-        class Counting:
-            def __enter__(self):
-                write = context.__enter__()
+            def counted(piece):
+                pieces.append(piece.sizes["time"])
+                write(piece)
 
-                def counted(piece):
-                    pieces.append(piece.sizes["time"])
-                    write(piece)
-
-                return counted
-
-            def __exit__(self, *exc):
-                return context.__exit__(*exc)
-
-        return Counting()
+            yield counted
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(cache, "store_writer", counting_writer)
