@@ -12,5 +12,4 @@ with job_log(snakemake.log[0], snakemake.threads):
         snakemake.params.month,
         snakemake.params.step_hours,
         snakemake.output.latents,
-        snakemake.output.qc,
     )

@@ -2,8 +2,10 @@
 
 from eofm.evaluate.weather import evaluate_decoder
 from eofm.logs import job_log
+from eofm.train.latents import require_latent_qc
 
 with job_log(snakemake.log[0]):
+    require_latent_qc(snakemake.input.qc)  # scores on a bad latent cache would mislead
     p = snakemake.params
     evaluate_decoder(
         snakemake.input.latents,

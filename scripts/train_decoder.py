@@ -2,8 +2,10 @@
 
 from eofm.logs import job_log
 from eofm.train.decoder import DecoderSettings, train_decoder
+from eofm.train.latents import require_latent_qc
 
 with job_log(snakemake.log[0], snakemake.threads):
+    require_latent_qc(snakemake.input.qc)  # a bad latent cache stops here, like store QC
     p = snakemake.params
     training = dict(p.training)
     settings = DecoderSettings(

@@ -146,3 +146,56 @@ def test_report_contains_tables_maps_and_costs(finished_run):
     html = report.read_text(errors="replace")
     for name in ("weather-skill.csv", "weather-modes-aurora-tiny.csv", "tp-map.png"):
         assert name in html
+
+
+def _dry_run_jobs(workdir: Path, *configfiles: Path) -> list[dict[str, str]]:
+    """The jobs a dry run prints, each as its printed fields (rule, input, benchmark …)."""
+    files = [str(TINY), *map(str, configfiles)]
+    result = snakemake("--dry-run", "--configfile", *files, workdir=workdir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    jobs: list[dict[str, str]] = []
+    for line in result.stdout.splitlines():
+        if line.startswith(("rule ", "localrule ")) and line.endswith(":"):
+            jobs.append({"rule": line.split()[1].rstrip(":")})
+        elif jobs and line.startswith("    ") and ": " in line:
+            key, _, value = line.strip().partition(": ")
+            jobs[-1].setdefault(key, value)
+    return jobs
+
+
+# MERRA-2 and tiles on too, so their fetch rules are in the DAG (a dry run reads nothing)
+ALL_SOURCES = {
+    "merra2": {"source": "local"},
+    "tiles": {
+        "source": "stac",
+        "sensors": ["modis"],
+        "areas": {"demo": {"bbox": [0, 40, 1, 41], "crs": "EPSG:32631", "resolution": 1000}},
+        "start": "2020-01-01",
+        "stop": "2020-01-31",
+    },
+}
+
+
+@pytest.mark.parametrize("extra", [None, ALL_SOURCES], ids=["tiny", "all-sources"])
+def test_the_cost_report_reads_the_benchmark_of_every_job_in_the_dag(tmp_path, extra):
+    configfiles = []
+    if extra is not None:
+        configfiles.append(tmp_path / "sources.yaml")
+        configfiles[0].write_text(yaml.safe_dump(extra))
+    jobs = _dry_run_jobs(tmp_path, *configfiles)
+    (summary,) = [job for job in jobs if job["rule"] == "summarise_benchmarks"]
+    summarised = {f for f in summary["input"].split(", ") if f.startswith("benchmarks/")}
+    produced = {
+        job["benchmark"]
+        for job in jobs
+        if "benchmark" in job and job["rule"] != "summarise_benchmarks"
+    }
+    assert produced, "the dry run printed no benchmark files"
+    assert summarised == produced, (
+        f"missing from the report: {sorted(produced - summarised)}; "
+        f"not in the DAG: {sorted(summarised - produced)}"
+    )
+    rules = {job["rule"] for job in jobs}
+    assert {"write_manifest", "manifest_table", "check_latents"} <= rules
+    if extra is not None:
+        assert {"fetch_merra2", "fetch_merra2_static", "fetch_tiles"} <= rules

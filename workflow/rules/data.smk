@@ -44,7 +44,7 @@ rule generate_era5_sample_static:
 rule fetch_era5:
     """One month of ERA5 from ARCO, the CDS or local files, in the sample's schema."""
     input:
-        local=local_files(ERA5["local"]["paths"]) if ERA5["source"] == "local" else [],
+        local=plan.local_files(ERA5["local"]["paths"]) if ERA5["source"] == "local" else [],
     output:
         store=directory("resources/era5/{source}/{month}.zarr"),
     wildcard_constraints:
@@ -64,7 +64,7 @@ rule fetch_era5:
 rule fetch_era5_static:
     """Invariant fields (lsm, z, slt) from the same route."""
     input:
-        local=local_files(ERA5["local"]["static_paths"]) if ERA5["source"] == "local" else [],
+        local=plan.local_files(ERA5["local"]["static_paths"]) if ERA5["source"] == "local" else [],
     output:
         store=directory("resources/era5/{source}/static.zarr"),
     wildcard_constraints:
@@ -84,7 +84,7 @@ rule fetch_era5_static:
 rule fetch_merra2:
     """One month of MERRA-2 (Prithvi WxC's collections) from GES DISC or local files."""
     input:
-        local=local_files(MERRA2["local"]["paths"]) if MERRA2["source"] == "local" else [],
+        local=plan.local_files(MERRA2["local"]["paths"]) if MERRA2["source"] == "local" else [],
     output:
         store=directory("resources/merra2/{source}/{month}.zarr"),
     params:
@@ -102,7 +102,7 @@ rule fetch_merra2:
 rule fetch_merra2_static:
     """MERRA-2 invariant fields (PHIS, FRLAND, FROCEAN, FRACI)."""
     input:
-        local=local_files(MERRA2["local"]["paths"]) if MERRA2["source"] == "local" else [],
+        local=plan.local_files(MERRA2["local"]["paths"]) if MERRA2["source"] == "local" else [],
     output:
         store=directory("resources/merra2/{source}/static.zarr"),
     params:
@@ -121,7 +121,7 @@ rule fetch_tiles:
     """One month of one sensor's scenes over one area, on the area's shared grid."""
     input:
         local=(
-            lambda w: local_files(TILES["local"]["paths"][w.sensor])
+            lambda w: plan.local_files(TILES["local"]["paths"][w.sensor])
             if TILES["source"] == "local"
             else []
         ),
@@ -180,7 +180,7 @@ rule write_manifest:
 rule manifest_table:
     """One row per store: source, version, retrieval time, checksums."""
     input:
-        manifests=[manifest_of(store) for _, store, _ in data_stores()],
+        manifests=list(MANIFEST_PERIODS),
     output:
         table="results/data/manifest.csv",
     log:
@@ -232,7 +232,7 @@ rule qc_static:
 rule compute_stats:
     """Normalisation statistics and target climatology, training period only."""
     input:
-        stores=era5_stores(TRAIN_MONTHS),
+        stores=era5_stores(MONTHS.train),
         qc=store_qc_reports(),
     output:
         stats="resources/stats/era5.json",

@@ -4,11 +4,12 @@
 rule evaluate_decoder:
     """Latitude-weighted RMSE and ACC on the test period, plus a truth/prediction/error map."""
     input:
-        latents=latent_stores("{backbone}", TEST_MONTHS),
+        latents=expand(rules.encode_latents.output.latents, month=MONTHS.test, allow_missing=True),
+        qc=expand(rules.check_latents.output.report, month=MONTHS.test, allow_missing=True),
         stores=test_stores(),
-        climatology="resources/stats/era5-climatology.zarr",
-        weights="results/weather/{backbone}/decoder/{target}/model.safetensors",
-        config="results/weather/{backbone}/decoder/{target}/config.json",
+        climatology=rules.compute_stats.output.climatology,
+        weights=rules.train_decoder.output.weights,
+        config=rules.train_decoder.output.config,
     output:
         metrics="results/metrics/weather/{backbone}/decoder/{target}.json",
         map=report(
@@ -39,10 +40,10 @@ rule evaluate_finetuned:
     input:
         unpack(backbone_weights),
         stores=test_stores(),
-        static=f"resources/era5/{ERA5['source']}/static.zarr",
-        climatology="resources/stats/era5-climatology.zarr",
-        finetuned="results/weather/{backbone}/{mode}/model.safetensors",
-        finetuned_config="results/weather/{backbone}/{mode}/config.json",
+        static=ERA5_STATIC,
+        climatology=rules.compute_stats.output.climatology,
+        finetuned=rules.finetune_backbone.output.weights,
+        finetuned_config=rules.finetune_backbone.output.config,
     output:
         metrics=expand("results/metrics/weather/{{backbone}}/{{mode}}/{target}.json", target=TARGETS),
         maps=report(
@@ -71,8 +72,8 @@ rule evaluate_finetuned:
 rule mode_table:
     """The paper-style table of one backbone: accuracy per target and cost per mode."""
     input:
-        metrics=lambda wildcards: [f for m in MODES for f in mode_metrics(wildcards.backbone, m)],
-        training=lambda wildcards: [f for m in MODES for f in mode_training(wildcards.backbone, m)],
+        metrics=mode_table_metrics,
+        training=mode_table_training,
     output:
         csv=report(
             "results/tables/weather-modes-{backbone}.csv",
@@ -94,7 +95,7 @@ rule mode_table:
 rule skill_table:
     """Decoder vs climatology vs persistence, per target: CSV, Markdown and a bar chart."""
     input:
-        metrics=metrics_files(),
+        metrics=plan.metrics_files(WEATHER),
     output:
         csv=report(
             "results/tables/weather-skill.csv",

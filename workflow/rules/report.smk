@@ -4,7 +4,7 @@
 rule summarise_benchmarks:
     """Wall time and peak memory of every job, from the benchmark: files of the run."""
     input:
-        benchmarks=benchmark_files(),
+        benchmarks=benchmark_files,
     output:
         csv=report(
             "results/benchmarks/summary.csv",

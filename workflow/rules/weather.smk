@@ -4,8 +4,8 @@
 rule pretrain_backbone:
     """No pretrained weights configured: train the backbone briefly on next-step forecasts."""
     input:
-        stores=era5_stores(TRAIN_MONTHS),
-        static=f"resources/era5/{ERA5['source']}/static.zarr",
+        stores=era5_stores(MONTHS.train),
+        static=ERA5_STATIC,
         qc=store_qc_reports(),
     output:
         weights="resources/weights/{backbone}/scratch/model.safetensors",
@@ -41,7 +41,7 @@ rule import_weights:
     """Pretrained weights from a local file or the Hugging Face Hub (pinned, sha256-checked),
     converted into the project's safetensors + config pair."""
     input:
-        static=f"resources/era5/{ERA5['source']}/static.zarr",
+        static=ERA5_STATIC,
         local=lambda wildcards: (
             [backbone_spec(wildcards.backbone)["weights"]["path"]]
             if "path" in backbone_spec(wildcards.backbone)["weights"]
@@ -76,10 +76,9 @@ rule encode_latents:
     input:
         unpack(backbone_weights),
         stores=encode_inputs,
-        static=f"resources/era5/{ERA5['source']}/static.zarr",
+        static=ERA5_STATIC,
     output:
         latents=directory("resources/latents/{backbone}/{month}.zarr"),
-        qc="results/qc/latents/{backbone}/{month}.json",
     params:
         step_hours=ERA5["step_hours"],
         month="{month}",
@@ -96,13 +95,39 @@ rule encode_latents:
         "../../scripts/encode_latents.py"
 
 
+rule check_latents:
+    """QC of one latent store: finite, the backbone's latent shape, the month's valid times.
+
+    Gates decoder training the way the store QC gates the statistics.
+    """
+    input:
+        latents=rules.encode_latents.output.latents,
+        stores=encode_inputs,
+        static=ERA5_STATIC,
+        backbone_config=lambda wildcards: backbone_weights(wildcards)["backbone_config"],
+    output:
+        report="results/qc/latents/{backbone}/{month}.json",
+    params:
+        month="{month}",
+        step_hours=ERA5["step_hours"],
+    log:
+        "logs/check_latents/{backbone}/{month}.log",
+    benchmark:
+        "benchmarks/check_latents/{backbone}/{month}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../../scripts/check_latents.py"
+
+
 rule train_decoder:
     """One lightweight MLP decoder per new variable, trained on cached latents."""
     input:
-        latents=latent_stores("{backbone}", TRAIN_MONTHS),
-        stores=era5_stores(TRAIN_MONTHS),
-        stats="resources/stats/era5.json",
-        climatology="resources/stats/era5-climatology.zarr",
+        latents=expand(rules.encode_latents.output.latents, month=MONTHS.train, allow_missing=True),
+        qc=expand(rules.check_latents.output.report, month=MONTHS.train, allow_missing=True),
+        stores=era5_stores(MONTHS.train),
+        stats=rules.compute_stats.output.stats,
+        climatology=rules.compute_stats.output.climatology,
         backbone_config=lambda wildcards: backbone_weights(wildcards)["backbone_config"],
     output:
         weights="results/weather/{backbone}/decoder/{target}/model.safetensors",
@@ -131,10 +156,10 @@ rule finetune_backbone:
     """The lora or full mode: the backbone trains online together with one MLP per target."""
     input:
         unpack(backbone_weights),
-        stores=era5_stores(TRAIN_MONTHS),
-        static=f"resources/era5/{ERA5['source']}/static.zarr",
-        stats="resources/stats/era5.json",
-        climatology="resources/stats/era5-climatology.zarr",
+        stores=era5_stores(MONTHS.train),
+        static=ERA5_STATIC,
+        stats=rules.compute_stats.output.stats,
+        climatology=rules.compute_stats.output.climatology,
     output:
         weights="results/weather/{backbone}/{mode}/model.safetensors",
         config="results/weather/{backbone}/{mode}/config.json",

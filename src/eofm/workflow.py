@@ -1,0 +1,423 @@
+"""What the workflow builds for a config: months, paths, target lists and the job table.
+
+Pure functions of the (validated) config sections, so they are linted and unit-tested
+here; `workflow/rules/common.smk` only calls them with `config` and turns
+`WorkflowConfigError` into Snakemake's `WorkflowError`.
+"""
+
+from __future__ import annotations
+
+import glob
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+Section = Mapping[str, Any]
+Wildcards = dict[str, str]
+
+#: sources whose months exist as soon as they are asked for (no archive lag)
+IMMEDIATE_SOURCES = ("sample", "local", "none")
+
+
+class WorkflowConfigError(ValueError):
+    """The config asks for something the workflow cannot build (no published month, …)."""
+
+
+# --------------------------------------------------------------------------- months
+
+
+def months_between(start: str, stop: str) -> list[str]:
+    """Months ("YYYY-MM") touching [start, stop], in order."""
+    return [p.strftime("%Y-%m") for p in pd.period_range(start[:7], stop[:7], freq="M")]
+
+
+def published(
+    months: Sequence[str], section: Section, name: str, now: pd.Timestamp | None = None
+) -> list[str]:
+    """The months a real archive has published by ``now`` (UTC), given its publication lag.
+
+    A scheduled rerun then asks for a month only once it exists, instead of failing on
+    (or half-filling) a month the archive has not finished.
+    """
+    if section["source"] in IMMEDIATE_SOURCES:
+        return list(months)
+    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+    if now.tzinfo is not None:
+        now = now.tz_convert("UTC").tz_localize(None)
+    cutoff = now - pd.Timedelta(days=section["publication_lag_days"])
+    keep = [m for m in months if pd.Period(m, freq="M").end_time <= cutoff]
+    if len(keep) < len(months):
+        skipped = sorted(set(months) - set(keep))
+        print(
+            f"eofm: {name} ({section['source']}): months {skipped} end after "
+            f"{cutoff:%Y-%m-%d} (publication lag {section['publication_lag_days']} days); "
+            "not requested yet",
+            file=sys.stderr,
+        )
+    return keep
+
+
+@dataclass(frozen=True)
+class Months:
+    """The months each part of the workflow asks for."""
+
+    train: list[str]
+    test: list[str]
+    all: list[str]
+    merra2: list[str]
+    tiles: list[str]
+
+
+def workflow_months(
+    period: Section, era5: Section, merra2: Section, tiles: Section, now: pd.Timestamp | None = None
+) -> Months:
+    """Training, test and data months of the config, published ones only."""
+    train = published(
+        months_between(period["train"]["start"], period["train"]["stop"]), era5, "era5", now
+    )
+    test = published(
+        months_between(period["test"]["start"], period["test"]["stop"]), era5, "era5", now
+    )
+    if not train or not test:
+        raise WorkflowConfigError(
+            "era5: the training or test period has no published month yet; move `period` "
+            "earlier or lower era5.publication_lag_days"
+        )
+    every = sorted(set(train) | set(test))
+    return Months(
+        train=train,
+        test=test,
+        all=every,
+        merra2=published(every, merra2, "merra2", now),
+        tiles=months_between(
+            tiles.get("start", period["train"]["start"]), tiles.get("stop", period["test"]["stop"])
+        ),
+    )
+
+
+def with_previous_month(month: str, months: Sequence[str]) -> list[str]:
+    """The month and, when among ``months``, the month before it.
+
+    A forecast window whose valid time is early in a month starts in the previous one.
+    """
+    previous = (pd.Period(month, freq="M") - 1).strftime("%Y-%m")
+    return [m for m in (previous, month) if m in months]
+
+
+def evaluation_input_months(months: Months) -> list[str]:
+    """Test months plus the month before the first (persistence needs t − step)."""
+    needed: set[str] = set()
+    for month in months.test:
+        needed.update(with_previous_month(month, months.all))
+    return sorted(needed)
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def required_envvars(credentials: str, era5: Section, merra2: Section) -> list[str]:
+    """Variables the active sources need when credentials come from the environment."""
+    if credentials != "environment":
+        return []
+    names = []
+    if era5["source"] == "cds":
+        names += ["CDSAPI_URL", "CDSAPI_KEY"]
+    if merra2["source"] in ("gesdisc", "earthaccess"):
+        names += ["EARTHDATA_USERNAME", "EARTHDATA_PASSWORD"]
+    return names
+
+
+def without(section: Section, *keys: str) -> dict[str, Any]:
+    """A copy of a config section without ``keys`` (dotted for nested ones).
+
+    Params are a rerun trigger, so a fetch rule gets only the settings that shape what
+    it writes: retry policy, publication lag or the period must never refetch a store.
+    """
+    copy = {k: (dict(v) if isinstance(v, dict) else v) for k, v in section.items()}
+    for key in keys:
+        *parents, last = key.split(".")
+        node = copy
+        for parent in parents:
+            node = node.get(parent, {})
+        node.pop(last, None)
+    return copy
+
+
+def era5_content(era5: Section) -> dict[str, Any]:
+    """The ERA5 settings that shape a store (the fetch rules' params)."""
+    return without(
+        era5,
+        "seed",
+        "grid",
+        "publication_lag_days",
+        "cds.sleep_max",
+        "cds.retry_max",
+        "cds.timeout",
+        "cds.progress",
+    )
+
+
+def merra2_content(merra2: Section) -> dict[str, Any]:
+    """The MERRA-2 settings that shape a store."""
+    return without(merra2, "publication_lag_days")
+
+
+def tiles_content(tiles: Section, area: str) -> dict[str, Any]:
+    """The tiles settings of one area: adding an area or a month refetches nothing else."""
+    return {
+        **without(tiles, "start", "stop", "areas", "sensors"),
+        "areas": {area: tiles["areas"][area]},
+    }
+
+
+def local_files(patterns: Iterable[str]) -> list[str]:
+    """Files matching the config's globs, so editing a local file reruns its jobs."""
+    return sorted({f for pattern in patterns for f in glob.glob(pattern)})
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def era5_store(era5: Section, month: str) -> str:
+    """The monthly ERA5 store of the configured route ("static" for the invariant fields)."""
+    return f"resources/era5/{era5['source']}/{month}.zarr"
+
+
+def era5_stores(era5: Section, months: Iterable[str]) -> list[str]:
+    return [era5_store(era5, m) for m in months]
+
+
+def store_qc_reports(era5: Section, months: Sequence[str]) -> list[str]:
+    """The QC report of every ERA5 store, static fields included (they gate statistics)."""
+    src = era5["source"]
+    return [f"results/qc/era5/{src}/{m}.json" for m in months] + [
+        f"results/qc/era5/{src}/static.json"
+    ]
+
+
+def latent_stores(backbone: str, months: Iterable[str]) -> list[str]:
+    return [f"resources/latents/{backbone}/{m}.zarr" for m in months]
+
+
+def latent_qc_reports(backbone: str, months: Iterable[str]) -> list[str]:
+    """The QC report of every latent store (they gate decoder training)."""
+    return [f"results/qc/latents/{backbone}/{m}.json" for m in months]
+
+
+def backbones(weather: Section) -> dict[str, str]:
+    """Backbone wildcard ("aurora-tiny") -> model name ("aurora")."""
+    return {f"{model}-{spec['size']}": model for model, spec in weather["backbones"].items()}
+
+
+def backbone_spec(weather: Section, backbone: str) -> dict[str, Any]:
+    """The config entry (size, weights) of a backbone wildcard such as "aurora-tiny"."""
+    return weather["backbones"][backbones(weather)[backbone]]
+
+
+def weights_origin(weather: Section, backbone: str) -> str:
+    """`scratch` (pretrained here) or `imported` (a local file or the Hugging Face Hub)."""
+    return "scratch" if backbone_spec(weather, backbone)["weights"] == "none" else "imported"
+
+
+def backbone_weights(weather: Section, backbone: str) -> dict[str, str]:
+    origin = weights_origin(weather, backbone)
+    return {
+        "weights": f"resources/weights/{backbone}/{origin}/model.safetensors",
+        "backbone_config": f"resources/weights/{backbone}/{origin}/config.json",
+    }
+
+
+def online_modes(weather: Section) -> list[str]:
+    """Modes in which the backbone trains together with the heads (lora, full)."""
+    return [m for m in weather["modes"] if m != "decoder"]
+
+
+def mode_metrics(weather: Section, backbone: str, mode: str) -> list[str]:
+    return [f"results/metrics/weather/{backbone}/{mode}/{t}.json" for t in weather["targets"]]
+
+
+def mode_training(weather: Section, backbone: str, mode: str) -> list[str]:
+    """The training summaries whose cost the mode table reports."""
+    if mode == "decoder":
+        return [f"results/weather/{backbone}/decoder/{t}/train.json" for t in weather["targets"]]
+    return [f"results/weather/{backbone}/{mode}/train.json"]
+
+
+def metrics_files(weather: Section) -> list[str]:
+    return [
+        f for b in backbones(weather) for m in weather["modes"] for f in mode_metrics(weather, b, m)
+    ]
+
+
+def maps(weather: Section, backbone: str, mode: str) -> list[str]:
+    return [f"results/figures/weather/{backbone}/{mode}/{t}-map.png" for t in weather["targets"]]
+
+
+def data_stores(config: Section, months: Months) -> list[tuple[str, str, str]]:
+    """(dataset, store, period) of every store the configured sources produce."""
+    era5, merra2, tiles, firecube = (config[k] for k in ("era5", "merra2", "tiles", "firecube"))
+    stores = [("era5", era5_store(era5, m), m) for m in months.all]
+    stores.append(("era5", era5_store(era5, "static"), "static"))
+    if merra2["source"] != "none":
+        prefix = f"resources/merra2/{merra2['source']}"
+        stores += [("merra2", f"{prefix}/{m}.zarr", m) for m in months.merra2]
+        stores.append(("merra2", f"{prefix}/static.zarr", "static"))
+    if tiles["source"] != "none":
+        prefix = f"resources/tiles/{tiles['source']}"
+        stores += [
+            ("tiles", f"{prefix}/{area}/{sensor}/{m}.zarr", m)
+            for area in tiles["areas"]
+            for sensor in tiles["sensors"]
+            for m in months.tiles
+        ]
+    if firecube["source"] != "none":
+        period = f"{firecube['start']}..{firecube['stop']}"
+        stores.append(
+            ("firecube", f"resources/firecube/{firecube['source']}/firecube.zarr", period)
+        )
+    return stores
+
+
+def manifest_of(store: str) -> str:
+    """resources/<dataset>/<...>.zarr -> resources/manifests/<dataset>/<...>.json"""
+    return f"resources/manifests/{store.removeprefix('resources/').removesuffix('.zarr')}.json"
+
+
+def manifest_periods(config: Section, months: Months) -> dict[str, str]:
+    """Manifest path -> the period its store covers (a month, "static" or a date range)."""
+    return {manifest_of(store): period for _, store, period in data_stores(config, months)}
+
+
+def data_outputs(config: Section, months: Months) -> list[str]:
+    """What `snakemake data` builds: every store, its QC (ERA5) and the manifest table."""
+    return [store for _, store, _ in data_stores(config, months)] + [
+        *store_qc_reports(config["era5"], months.all),
+        "results/data/manifest.csv",
+    ]
+
+
+def final_outputs(config: Section, months: Months) -> list[str]:
+    """What `snakemake` (rule all) builds."""
+    weather = config["weather"]
+    outputs = [
+        "results/tables/weather-skill.csv",
+        "results/tables/weather-skill.md",
+        "results/figures/weather-skill.png",
+        "results/benchmarks/summary.csv",
+        "results/figures/benchmarks.png",
+        *data_outputs(config, months),
+    ]
+    for backbone in backbones(weather):
+        outputs += [
+            f"results/tables/weather-modes-{backbone}.csv",
+            f"results/tables/weather-modes-{backbone}.md",
+        ]
+        if weights_origin(weather, backbone) == "scratch":
+            outputs.append(f"results/pretrain/{backbone}.json")
+        if "decoder" in weather["modes"]:
+            outputs += latent_qc_reports(backbone, months.all)
+        outputs += [f for mode in weather["modes"] for f in maps(weather, backbone, mode)]
+    return outputs
+
+
+# --------------------------------------------------------------------------- jobs
+
+
+def jobs(config: Section, months: Months) -> dict[str, list[Wildcards]]:
+    """Every rule's jobs for this config, as the wildcards of each job.
+
+    The report's benchmark list is each rule's own ``benchmark:`` pattern filled with
+    these, so a new rule must appear here (common.smk refuses a rule with a benchmark
+    that this table does not know) and its cost cannot be left out of the report.
+    """
+    era5, weather = config["era5"], config["weather"]
+    src = era5["source"]
+    sample = src == "sample"
+    every = [{"month": m} for m in months.all]
+    table: dict[str, list[Wildcards]] = {
+        "generate_era5_sample": every if sample else [],
+        "generate_era5_sample_static": [{}] if sample else [],
+        "fetch_era5": [] if sample else [{"source": src, **w} for w in every],
+        "fetch_era5_static": [] if sample else [{"source": src}],
+        "qc_store": [{"source": src, **w} for w in every],
+        "qc_static": [{"source": src}],
+        "compute_stats": [{}],
+        "fetch_merra2": [],
+        "fetch_merra2_static": [],
+        "fetch_tiles": [],
+        "fetch_firecube": [],
+        "manifest_table": [{}],
+        "write_manifest": [],
+        "skill_table": [{}],
+    }
+    for dataset, store, _ in data_stores(config, months):
+        path = store.removeprefix(f"resources/{dataset}/").removesuffix(".zarr")
+        table["write_manifest"].append({"dataset": dataset, "path": path})
+        source, _, rest = path.partition("/")
+        if dataset == "merra2":
+            key = "fetch_merra2_static" if rest == "static" else "fetch_merra2"
+            table[key].append(
+                {"source": source} if rest == "static" else {"source": source, "month": rest}
+            )
+        elif dataset == "tiles":
+            area, sensor, month = rest.split("/")
+            table["fetch_tiles"].append(
+                {"source": source, "area": area, "sensor": sensor, "month": month}
+            )
+        elif dataset == "firecube":
+            table["fetch_firecube"].append({"source": source})
+    names = list(backbones(weather))
+    decoder = "decoder" in weather["modes"]
+    table["pretrain_backbone"] = [
+        {"backbone": b} for b in names if weights_origin(weather, b) == "scratch"
+    ]
+    table["import_weights"] = [
+        {"backbone": b} for b in names if weights_origin(weather, b) == "imported"
+    ]
+    per_month = [{"backbone": b, "month": m} for b in names for m in months.all] if decoder else []
+    table["encode_latents"] = per_month
+    table["check_latents"] = per_month
+    per_target = (
+        [{"backbone": b, "target": t} for b in names for t in weather["targets"]] if decoder else []
+    )
+    table["train_decoder"] = per_target
+    table["evaluate_decoder"] = per_target
+    per_mode = [{"backbone": b, "mode": m} for b in names for m in online_modes(weather)]
+    table["finetune_backbone"] = per_mode
+    table["evaluate_finetuned"] = per_mode
+    table["mode_table"] = [{"backbone": b} for b in names]
+    return table
+
+
+def benchmark_files(
+    patterns: Mapping[str, str], table: Mapping[str, Sequence[Wildcards]], skip: Iterable[str] = ()
+) -> list[str]:
+    """The benchmark file of every job in ``table``, from each rule's ``benchmark:`` pattern.
+
+    ``patterns`` maps rule name -> benchmark pattern (wildcard constraints removed);
+    rules in ``skip`` (the summary itself) are left out. A rule with a benchmark and no
+    entry in ``table`` is an error: its cost would silently miss the report.
+    """
+    skip = set(skip)
+    unknown = sorted(set(patterns) - set(table) - skip)
+    if unknown:
+        raise WorkflowConfigError(
+            f"rules {unknown} have a benchmark: but eofm.workflow.jobs lists no jobs for them; "
+            "expected an entry per rule (an empty list when the config runs none)"
+        )
+    files = []
+    for rule, pattern in patterns.items():
+        if rule in skip:
+            continue
+        for wildcards in table[rule]:
+            try:
+                files.append(pattern.format(**wildcards))
+            except KeyError as err:
+                raise WorkflowConfigError(
+                    f"rule {rule}: benchmark pattern {pattern!r} needs wildcard {err}; "
+                    f"eofm.workflow.jobs gave {sorted(wildcards)}"
+                ) from None
+    return files
