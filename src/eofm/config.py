@@ -31,6 +31,8 @@ from typing import Any, Literal
 
 import yaml
 
+from eofm.errors import ConfigError
+
 DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 SCHEMA_PATH = Path("workflow/schemas/config.schema.yaml")
 README_PATH = Path("config/README.md")
@@ -50,10 +52,6 @@ _CONSTRAINTS = (
     "minProperties",
     "pattern",
 )
-
-
-class ConfigError(ValueError):
-    """A config value is invalid; the one-line message names the key and what was expected."""
 
 
 def setting(

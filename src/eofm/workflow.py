@@ -15,6 +15,8 @@ from typing import Any
 
 import pandas as pd
 
+from eofm.errors import ConfigError
+
 Section = Mapping[str, Any]
 Wildcards = dict[str, str]
 
@@ -22,7 +24,7 @@ Wildcards = dict[str, str]
 IMMEDIATE_SOURCES = ("sample", "local", "none")
 
 
-class WorkflowConfigError(ValueError):
+class WorkflowConfigError(ConfigError):
     """The config asks for something the workflow cannot build (no published month, …)."""
 
 
