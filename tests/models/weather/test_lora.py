@@ -7,8 +7,7 @@ import torch
 from PrithviWxC.model import PrithviWxC
 from torch import nn
 
-from eofm.models.weather.aurora import AuroraAdapter
-from eofm.models.weather.climax import ClimaXAdapter
+from eofm.models.weather import MODELS, WEATHER_BACKBONES
 from eofm.models.weather.decoder import count_trainable
 from eofm.models.weather.lora import (
     LoRALinear,
@@ -141,9 +140,7 @@ def test_state_dict_holds_only_lora_and_loads_back():
         load_lora_state_dict(other, {})
 
 
-@pytest.mark.parametrize(
-    "adapter_class", [AuroraAdapter, ClimaXAdapter, PrithviWxCAdapter], ids=lambda c: c.name
-)
+@pytest.mark.parametrize("adapter_class", [WEATHER_BACKBONES.get(n) for n in MODELS], ids=MODELS)
 def test_backbone_targets_match_and_encode_is_unchanged(adapter_class, make_adapter_and_windows):
     adapter, windows = make_adapter_and_windows(adapter_class)
     _check_backbone(adapter, windows)
