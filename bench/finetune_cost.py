@@ -10,7 +10,7 @@ Per model, one decoder head (:class:`VariableDecoder`) learns a random field on 
 (MSE), in four modes:
 
 ``full``            backbone and head trained end to end, gradients through ``encode``;
-``lora``            LoRA on the model's attention projections (``LORA_TARGETS``) and the
+``lora``            LoRA on the model's attention projections (its ``lora_targets``) and the
                     head; gradients flow through the frozen backbone to the adapters;
 ``decoder online``  the frozen backbone encodes under no_grad every step, the head trains;
 ``decoder cached``  the head trains on latents read back from a Zarr store (I/O included).
@@ -57,7 +57,7 @@ from eofm.data.sample import SampleGrid, generate_period, generate_static
 from eofm.data.store import open_store, write_store
 from eofm.models.weather import MODELS, BackboneAdapter, adapter_for
 from eofm.models.weather.decoder import VariableDecoder, count_trainable
-from eofm.models.weather.lora import LORA_TARGETS, apply_lora
+from eofm.models.weather.lora import apply_lora
 from eofm.train.finetune import enable_activation_checkpointing
 from eofm.train.windows import ForecastWindows
 
@@ -172,10 +172,10 @@ def backbone_mode(setup: Setup, mode: str, notes: list[str]) -> dict[str, Any]:
     setup.memory.start()
     backbone = setup.backbone().train()
     if mode == "lora":
-        layers = apply_lora(backbone, LORA_TARGETS[setup.name], rank=setup.lora_rank)
+        layers = apply_lora(backbone, setup.adapter.lora_targets, rank=setup.lora_rank)
         notes.append(f"lora: rank {setup.lora_rank} on {len(layers)} attention projections")
     if setup.checkpointing:
-        notes.append(f"{mode}: {enable_activation_checkpointing(backbone, setup.name)}")
+        notes.append(f"{mode}: {enable_activation_checkpointing(backbone, setup.adapter)}")
     decoder = setup.head().train()
     params = [p for p in (*backbone.parameters(), *decoder.parameters()) if p.requires_grad]
     optimiser = torch.optim.AdamW(params)
@@ -247,7 +247,11 @@ def cached_mode(setup: Setup, latents: np.ndarray) -> dict[str, Any]:
 
 
 def fit_adapter(
-    name: str, size: str, static: xr.Dataset, levels: tuple[int, ...]
+    name: str,
+    size: str,
+    static: xr.Dataset,
+    levels: tuple[int, ...],
+    stats: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[BackboneAdapter, int]:
     """The adapter on the grid minus the fewest latitude rows it accepts, and that row count."""
     fields = {k: static[k].values for k in static.data_vars}
@@ -262,6 +266,7 @@ def fit_adapter(
                 static.lon.values,
                 levels,
                 {k: v[:keep] for k, v in fields.items()},
+                stats,
             )
         except ValueError as error:
             if "multiple" not in str(error):  # only grid-divisibility errors are cropped away
@@ -294,7 +299,7 @@ def run_model(name: str, args: argparse.Namespace, data: xr.Dataset, static: xr.
     device = args.device
     levels = tuple(args.levels)
     try:
-        adapter, rows = fit_adapter(name, args.size, static, levels)
+        adapter, rows = fit_adapter(name, args.size, static, levels, data_stats(data))
         windows = ForecastWindows(data.isel(lat=slice(0, rows)), data.time.values[2:], 6)
         batch = to_device(adapter.make_batch([windows[i] for i in range(args.batch)]), device)
     except (ImportError, ValueError) as error:
@@ -410,6 +415,23 @@ def print_table(name: str, args: argparse.Namespace, report: dict[str, Any]) -> 
         )
     for note in report["notes"]:
         print(f"  note: {note}")
+
+
+def data_stats(data: xr.Dataset) -> dict[str, dict[str, Any]]:
+    """Mean and std per variable (and level) of ``data``, shaped as the ``variables`` of
+    the workflow's statistics JSON, for the backbones that normalise with them."""
+    stats: dict[str, dict[str, Any]] = {}
+    for name, var in data.data_vars.items():
+        if "level" in var.dims:
+            axes = [d for d in var.dims if d != "level"]
+            stats[name] = {
+                "levels": [int(v) for v in data["level"].values],
+                "mean": [float(v) for v in var.mean(axes).values],
+                "std": [float(v) for v in var.std(axes).values],
+            }
+        else:
+            stats[name] = {"levels": None, "mean": float(var.mean()), "std": float(var.std())}
+    return stats
 
 
 def synthetic_data(args: argparse.Namespace) -> tuple[xr.Dataset, xr.Dataset]:

@@ -14,4 +14,6 @@ with job_log(snakemake.log[0]):
         snakemake.output.weights,
         snakemake.output.config,
         snakemake.output.summary,
+        stats_path=snakemake.input.stats,
+        allow_partial=p.allow_partial,
     )

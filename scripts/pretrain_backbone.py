@@ -22,4 +22,5 @@ with job_log(snakemake.log[0], snakemake.threads):
         snakemake.output.summary,
         settings,
         p.checkpoint_dir,
+        stats_path=snakemake.input.stats,
     )

@@ -17,28 +17,50 @@ from tests.fakes.hf_hub import FakeHub, point_client_at
 GRID = SampleGrid(nlat=16, nlon=32)
 
 
+SAMPLE_TIMES = np.arange(
+    np.datetime64("2020-01-01T00"), np.datetime64("2020-01-02T06"), np.timedelta64(6, "h")
+).astype("datetime64[ns]")
+
+
 @pytest.fixture(scope="module")
-def make_adapter_and_windows() -> Callable:
+def sample_stats() -> dict:
+    """The ``variables`` of a stats JSON (``eofm.data.stats``) for the adapters' sample data."""
+    ds = generate_period(SAMPLE_TIMES, GRID, seed=1)
+    stats = {}
+    for name, var in ds.data_vars.items():
+        if "level" in var.dims:
+            axes = [d for d in var.dims if d != "level"]
+            stats[name] = {
+                "levels": [int(v) for v in ds["level"].values],
+                "mean": [float(v) for v in var.mean(axes).values],
+                "std": [float(v) for v in var.std(axes).values],
+            }
+        else:
+            stats[name] = {"levels": None, "mean": float(var.mean()), "std": float(var.std())}
+    return stats
+
+
+@pytest.fixture(scope="module")
+def make_adapter_and_windows(sample_stats) -> Callable:
     """Build ``adapter_class`` on the sample grid, with three forecast windows.
 
     One day and a quarter, 16×32, 4 levels. ``adapter_class`` is called as
-    ``adapter_class(size, lat, lon, levels, static)``, e.g. ``partial(adapter_for, "aurora")``.
+    ``adapter_class(size, lat, lon, levels, static, stats=...)``, e.g.
+    ``partial(adapter_for, "aurora")``, with ``stats`` from :func:`sample_stats`.
     """
 
     def make(adapter_class: type) -> tuple:
         static = generate_static(GRID, seed=1)
-        times = np.arange(
-            np.datetime64("2020-01-01T00"), np.datetime64("2020-01-02T06"), np.timedelta64(6, "h")
-        ).astype("datetime64[ns]")
-        ds = generate_period(times, GRID, seed=1)
+        ds = generate_period(SAMPLE_TIMES, GRID, seed=1)
         adapter = adapter_class(
             "tiny",
             static.lat.values,
             static.lon.values,
             GRID.levels,
             {k: static[k].values for k in static.data_vars},
+            stats=sample_stats,
         )
-        return adapter, ForecastWindows(ds, times[2:5], step_hours=6)
+        return adapter, ForecastWindows(ds, SAMPLE_TIMES[2:5], step_hours=6)
 
     return make
 

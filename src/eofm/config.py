@@ -296,6 +296,11 @@ class LocalWeights(Section):
     sha256: str | None = setting(
         None, doc="expected sha256 of the file", fill=False, pattern="^[0-9a-fA-F]{64}$"
     )
+    allow_partial: bool = setting(
+        False,
+        doc="accept a checkpoint that leaves over 5% of the backbone's tensors at random init "
+        "(wrong shapes or missing keys); what was skipped is printed",
+    )
 
 
 @dataclass(kw_only=True)
@@ -306,6 +311,11 @@ class HubWeights(Section):
     file: str = setting(doc="the file in the repository", minLength=1)
     revision: str = setting(doc="commit or tag", minLength=1)
     sha256: str = setting(doc="expected sha256 of the file", pattern="^[0-9a-fA-F]{64}$")
+    allow_partial: bool = setting(
+        False,
+        doc="accept a checkpoint that leaves over 5% of the backbone's tensors at random init "
+        "(wrong shapes or missing keys); what was skipped is printed",
+    )
 
 
 @dataclass(kw_only=True)
@@ -326,7 +336,9 @@ class Backbone(Section):
         "`{repo, file, revision, sha256}`: download it from the Hugging Face Hub, pinned to a "
         "commit or tag and checked against its sha256 (`import_weights`; `HF_HUB_OFFLINE=1` "
         "serves it from the cache; tokens come from `HF_TOKEN` or `hf auth login`, never "
-        "from config)",
+        "from config). Either object form takes `allow_partial: true` to accept a checkpoint "
+        "that leaves over 5 % of the backbone's tensors at random init (by default such an "
+        "import fails; skipped tensors are printed either way)",
     )
 
 

@@ -6,6 +6,7 @@ rule pretrain_backbone:
     input:
         stores=era5_stores(MONTHS.train),
         static=ERA5_STATIC,
+        stats=rules.compute_stats.output.stats,
         qc=store_qc_reports(),
     output:
         weights="resources/weights/{backbone}/scratch/model.safetensors",
@@ -42,6 +43,7 @@ rule import_weights:
     converted into the project's safetensors + config pair."""
     input:
         static=ERA5_STATIC,
+        stats=rules.compute_stats.output.stats,
         local=lambda wildcards: (
             [backbone_spec(wildcards.backbone)["weights"]["path"]]
             if "path" in backbone_spec(wildcards.backbone)["weights"]
@@ -56,6 +58,9 @@ rule import_weights:
         size=lambda wildcards: backbone_spec(wildcards.backbone)["size"],
         levels=ERA5["levels"],
         source=lambda wildcards: backbone_spec(wildcards.backbone)["weights"],
+        allow_partial=lambda wildcards: backbone_spec(wildcards.backbone)["weights"].get(
+            "allow_partial", False
+        ),
     log:
         "logs/import_weights/{backbone}.log",
     benchmark:

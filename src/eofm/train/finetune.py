@@ -29,21 +29,20 @@ from tqdm import tqdm
 from eofm.evaluate.metrics import latitude_weights
 from eofm.hub import load_weights, read_config
 from eofm.io import atomic_path, write_json
-from eofm.models.weather import BackboneAdapter, WeatherSample, adapter_from_config
+from eofm.models.weather import (
+    WEATHER_BACKBONES,
+    BackboneAdapter,
+    WeatherSample,
+    adapter_from_config,
+)
 from eofm.models.weather.decoder import VariableDecoder, count_trainable
-from eofm.models.weather.lora import LORA_TARGETS, apply_lora, lora_state_dict
+from eofm.models.weather.lora import apply_lora, lora_state_dict
 from eofm.train.decoder import TargetScaling, select_target
 from eofm.train.fit import TrainingSettings, fit
 from eofm.train.pretrain import split_train_val
 from eofm.train.windows import ForecastWindows, open_months, valid_times
 
 MODES = ("lora", "full")
-# Transformer blocks to checkpoint, by class name, for backbones without their own switch
-# (Aurora has ``configure_activation_checkpointing``).
-CHECKPOINT_BLOCKS: dict[str, tuple[str, ...]] = {
-    "climax": ("Block",),
-    "prithvi_wxc": ("Transformer",),
-}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,7 +92,7 @@ def build_finetuned(
     """The pretrained backbone, set up for ``mode``, with fresh heads."""
     backbone = load_weights(adapter.build(), backbone_weights)
     if mode == "lora":
-        apply_lora(backbone, LORA_TARGETS[adapter.name], rank=lora_rank, alpha=lora_alpha)
+        apply_lora(backbone, adapter.lora_targets, rank=lora_rank, alpha=lora_alpha)
     spec = adapter.latent_spec()
     heads = {t: VariableDecoder(spec, tuple(hidden)) for t in targets}
     return FinetunedModel(backbone, heads)
@@ -191,7 +190,7 @@ def finetune(
     )
     on_gpu = torch.cuda.is_available()
     if on_gpu:  # gradients flow through the backbone in both modes: trade compute for memory
-        print(enable_activation_checkpointing(model.backbone, adapter.name), flush=True)
+        print(enable_activation_checkpointing(model.backbone, adapter), flush=True)
 
     ds = open_months(store_paths)
     times = valid_times(
@@ -260,13 +259,22 @@ def finetune(
     return summary
 
 
-def enable_activation_checkpointing(backbone: nn.Module, model: str) -> str:
-    """Recompute the backbone's block activations in the backward pass; say what was done."""
+def enable_activation_checkpointing(
+    backbone: nn.Module, adapter: BackboneAdapter | type[BackboneAdapter] | str
+) -> str:
+    """Recompute the backbone's block activations in the backward pass; say what was done.
+
+    The blocks are the adapter's ``checkpoint_blocks`` (class names); ``adapter`` is an
+    adapter, its class or its registered name.
+    """
     own = getattr(backbone, "configure_activation_checkpointing", None)
     if own is not None:
         own()
         return "activation checkpointing (the model's own configure_activation_checkpointing)"
-    blocks = CHECKPOINT_BLOCKS.get(model, ())
+    if isinstance(adapter, str):
+        adapter = WEATHER_BACKBONES.get(adapter)
+    model = adapter.name
+    blocks = tuple(adapter.checkpoint_blocks)
     count = sum(type(m).__name__ in blocks for m in backbone.modules())
     if not count:
         return f"activation checkpointing not applied (no {list(blocks)} blocks in {model})"

@@ -86,9 +86,13 @@ def pretrain(
     summary_path: str | os.PathLike[str],
     settings: PretrainSettings,
     checkpoint_dir: str | os.PathLike[str],
+    stats_path: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
-    """Train the backbone on the training period and save safetensors + config + summary."""
-    adapter = get_adapter(settings.model, settings.size, static_path, settings.levels)
+    """Train the backbone on the training period and save safetensors + config + summary.
+
+    ``stats_path`` (the training-period statistics JSON) normalises backbones that use it.
+    """
+    adapter = get_adapter(settings.model, settings.size, static_path, settings.levels, stats_path)
     L.seed_everything(settings.seed, verbose=False)
     model = adapter.build()
     ds = open_months(store_paths)

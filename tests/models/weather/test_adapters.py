@@ -1,4 +1,4 @@
-"""What every backbone adapter must do, checked for each one the same way."""
+"""What every backbone adapter must do, checked for each registered one the same way."""
 
 from __future__ import annotations
 
@@ -6,11 +6,9 @@ import pytest
 import torch
 
 from eofm.hub import load_weights, save_weights
-from eofm.models.weather.aurora import AuroraAdapter
-from eofm.models.weather.climax import ClimaXAdapter
-from eofm.models.weather.prithvi_wxc import PrithviWxCAdapter
+from eofm.models.weather import MODELS, WEATHER_BACKBONES
 
-ADAPTERS = [AuroraAdapter, ClimaXAdapter, PrithviWxCAdapter]
+ADAPTERS = [WEATHER_BACKBONES.get(name) for name in MODELS]
 
 
 @pytest.fixture(scope="module", params=ADAPTERS, ids=lambda cls: cls.name)

@@ -12,9 +12,13 @@ import torch
 from eofm.data.sample import SampleGrid, generate_static
 from eofm.data.store import write_store
 from eofm.hub import HubDownloadError, load_weights, read_config, sha256_file
-from eofm.io import read_json
+from eofm.io import read_json, write_json
 from eofm.models.weather import adapter_for
-from eofm.models.weather.checkpoints import fetch_checkpoint, import_weights
+from eofm.models.weather.checkpoints import (
+    MAX_PARTIAL_FRACTION,
+    fetch_checkpoint,
+    import_weights,
+)
 from eofm.models.weather.climax import OFFICIAL_VARIABLES, PATCH_SIZE, SIZES, ClimaX
 
 GRID = SampleGrid(nlat=16, nlon=32)
@@ -27,6 +31,16 @@ def static_path(tmp_path_factory):
     # seed 1: the static fields of make_adapter_and_windows (tests/conftest.py)
     path = tmp_path_factory.mktemp("static") / "static.zarr"
     return write_store(generate_static(GRID, seed=1), path)
+
+
+@pytest.fixture(scope="module")
+def stats_path(tmp_path_factory, sample_stats):
+    """A training-period stats JSON with the statistics make_adapter_and_windows uses."""
+    path = tmp_path_factory.mktemp("stats") / "era5.json"
+    write_json(
+        {"period": {"start": "2020-01-01", "stop": "2020-01-02"}, "variables": sample_stats}, path
+    )
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +62,7 @@ def _source(adapter, seed=0):
     return adapter.build().eval()
 
 
-def _import(model, static_path, source, out):
+def _import(model, static_path, source, out, **options):
     return import_weights(
         model,
         "tiny",
@@ -58,6 +72,7 @@ def _import(model, static_path, source, out):
         out / "model.safetensors",
         out / "config.json",
         out / "summary.json",
+        **options,
     )
 
 
@@ -66,9 +81,9 @@ def _encode(adapter, module, batch):
         return adapter.encode(module.eval(), batch)
 
 
-def _assert_imports_as(model, setups, static_path, source_module, checkpoint, out):
+def _assert_imports_as(model, setups, static_path, source_module, checkpoint, out, **options):
     adapter, batch = setups(model)
-    summary = _import(model, static_path, checkpoint, out)
+    summary = _import(model, static_path, checkpoint, out, **options)
     assert summary == read_json(out / "summary.json")
     assert summary["model"] == f"{model}-tiny"
     assert summary["tensors_loaded"] == summary["tensors_total"] > 0
@@ -161,18 +176,23 @@ def test_hub_checkpoint_that_does_not_exist_is_named(fake_hub, static_path, tmp_
     assert _no_outputs(tmp_path / "out")
 
 
-def test_climax_checkpoint_in_the_official_layout_imports(setups, static_path, tmp_path):
+def test_climax_checkpoint_in_the_official_layout_imports(
+    setups, static_path, stats_path, tmp_path
+):
     adapter, _ = setups("climax")
     source = _source(adapter)
     official = {"net." + k.replace("var_", "channel_"): v for k, v in source.state_dict().items()}
     assert "net.channel_embed" in official and "net.channel_agg.in_proj_weight" in official
     path = tmp_path / "climax.ckpt"
     torch.save({"state_dict": official, "epoch": 3}, path)
-    _assert_imports_as("climax", setups, static_path, source, {"path": str(path)}, tmp_path / "o")
+    checkpoint = {"path": str(path)}
+    _assert_imports_as(
+        "climax", setups, static_path, source, checkpoint, tmp_path / "o", stats_path=stats_path
+    )
 
 
 def test_climax_checkpoint_of_the_48_official_variables_is_matched_by_name(
-    setups, static_path, tmp_path
+    setups, static_path, stats_path, tmp_path
 ):
     adapter, _ = setups("climax")
     torch.manual_seed(0)
@@ -186,7 +206,9 @@ def test_climax_checkpoint_of_the_48_official_variables_is_matched_by_name(
     official = {"net." + k.replace("var_", "channel_"): v for k, v in source.state_dict().items()}
     path = tmp_path / "climax-48.ckpt"
     torch.save({"state_dict": official}, path)
-    summary = _import("climax", static_path, {"path": str(path)}, tmp_path / "o")
+    summary = _import(
+        "climax", static_path, {"path": str(path)}, tmp_path / "o", stats_path=stats_path
+    )
     assert summary["skipped_shape"] == []
     assert "msl" in summary["unmapped"] and "2t" not in summary["unmapped"]
     imported = load_weights(adapter.build(), tmp_path / "o" / "model.safetensors")
@@ -196,12 +218,15 @@ def test_climax_checkpoint_of_the_48_official_variables_is_matched_by_name(
         assert torch.equal(imported.token_embeds[i].proj.weight, source.token_embeds[j].proj.weight)
 
 
-def test_prithvi_wxc_model_state_wrapper_imports(setups, static_path, tmp_path):
+def test_prithvi_wxc_model_state_wrapper_imports(setups, static_path, stats_path, tmp_path):
     adapter, _ = setups("prithvi_wxc")
     source = _source(adapter)
     path = tmp_path / "prithvi.wxc.pt"
     torch.save({"model_state": source.state_dict(), "epoch": 3}, path)
-    _assert_imports_as("prithvi_wxc", setups, static_path, source, {"path": str(path)}, tmp_path)
+    checkpoint = {"path": str(path)}
+    _assert_imports_as(
+        "prithvi_wxc", setups, static_path, source, checkpoint, tmp_path, stats_path=stats_path
+    )
 
 
 def test_checkpoint_of_another_model_is_refused(setups, static_path, tmp_path):
@@ -214,3 +239,57 @@ def test_checkpoint_of_another_model_is_refused(setups, static_path, tmp_path):
     with pytest.raises(ValueError, match=message):
         _import("aurora", static_path, {"path": str(path)}, tmp_path / "out")
     assert _no_outputs(tmp_path / "out")
+
+
+def _with_wrong_shapes(adapter, count):
+    """The tiny model's weights with ``count`` 2-D tensors given one more row."""
+    state = dict(_source(adapter).state_dict())
+    changed = [k for k, v in state.items() if v.ndim == 2][:count]
+    for key in changed:
+        state[key] = torch.zeros(state[key].shape[0] + 1, state[key].shape[1])
+    return state, changed
+
+
+def test_checkpoint_with_many_wrong_shapes_is_refused_naming_counts_and_keys(
+    setups, static_path, tmp_path
+):
+    adapter, _ = setups("aurora")
+    state, changed = _with_wrong_shapes(adapter, 10)
+    total = len(state)
+    path = tmp_path / "partial.ckpt"
+    torch.save(state, path)
+    first = re.escape(repr(changed[0]))
+    message = rf"10 of {total} tensors left at random init \(10 shape mismatches, e\.g\. \[{first}"
+    with pytest.raises(ValueError, match=message) as error:
+        _import("aurora", static_path, {"path": str(path)}, tmp_path / "out")
+    assert "weights.allow_partial" in str(error.value)
+    assert _no_outputs(tmp_path / "out")
+
+
+def test_checkpoint_with_wrong_shapes_imports_with_allow_partial_and_says_so(
+    setups, static_path, tmp_path, capfd
+):
+    adapter, _ = setups("aurora")
+    state, changed = _with_wrong_shapes(adapter, 10)
+    path = tmp_path / "partial.ckpt"
+    torch.save(state, path)
+    summary = _import(
+        "aurora", static_path, {"path": str(path)}, tmp_path / "out", allow_partial=True
+    )
+    assert sorted(summary["skipped_shape"]) == sorted(changed)
+    assert summary["tensors_loaded"] == summary["tensors_total"] - 10
+    err = capfd.readouterr().err
+    assert "warning:" in err and "10 of" in err and changed[0] in err
+
+
+def test_checkpoint_with_a_few_wrong_shapes_imports_with_a_warning(
+    setups, static_path, tmp_path, capfd
+):
+    adapter, _ = setups("aurora")
+    state, changed = _with_wrong_shapes(adapter, 1)
+    assert 1 <= MAX_PARTIAL_FRACTION * len(state)
+    path = tmp_path / "one-off.ckpt"
+    torch.save(state, path)
+    summary = _import("aurora", static_path, {"path": str(path)}, tmp_path / "out")
+    assert summary["skipped_shape"] == changed
+    assert changed[0] in capfd.readouterr().err

@@ -11,6 +11,7 @@ from eofm.models.weather.climax import (
     OFFICIAL_VARIABLES,
     ClimaX,
     ClimaXAdapter,
+    channel_names,
     channel_stats,
     load_official_state_dict,
 )
@@ -57,7 +58,7 @@ def test_encode_returns_the_declared_latent(adapter_and_data):
     assert not torch.allclose(latent[0], latent[1])
 
 
-def test_batch_is_the_normalised_state_at_t_and_at_t_plus_6h(adapter_and_data):
+def test_batch_is_the_normalised_state_at_t_and_at_t_plus_6h(adapter_and_data, sample_stats):
     adapter, windows = adapter_and_data
     sample = windows[0]
     pair = adapter.make_batch([sample])
@@ -68,13 +69,14 @@ def test_batch_is_the_normalised_state_at_t_and_at_t_plus_6h(adapter_and_data):
     assert pair.inputs.shape == (1, 27, 16, 32)
     assert pair.target.shape == (1, 24, 16, 32)
     assert pair.lead_times.tolist() == [6.0]
-    loc, scale = channel_stats(GRID.levels)
-    i, j = names.index("2t"), names.index("t_850")
-    now = (sample.surface["2t"][1] - loc[i]) / scale[i]
+    i = names.index("2t")
+    t2, t = sample_stats["2t"], sample_stats["t"]
+    now = (sample.surface["2t"][1] - t2["mean"]) / t2["std"]
     np.testing.assert_allclose(pair.inputs[0, i].numpy(), now, rtol=1e-5, atol=1e-5)
-    later = (sample.next_atmospheric["t"][2] - loc[j]) / scale[j]
+    k = t["levels"].index(850)
+    later = (sample.next_atmospheric["t"][2] - t["mean"][k]) / t["std"][k]
     np.testing.assert_allclose(pair.target[0, outs.index("t_850")].numpy(), later, atol=1e-5)
-    # The fallback ERA5 statistics put the sample data at O(1) (raw values reach 1e5).
+    # The training-period statistics put the sample data at O(1) (raw values reach 1e5).
     for x in (pair.inputs, pair.target):
         assert torch.isfinite(x).all()
         assert x.mean(dim=(0, 2, 3)).abs().max() < 5
@@ -185,6 +187,37 @@ def test_grid_not_divisible_by_patch_is_refused():
         )
     with pytest.raises(ValueError, match="grid 17×32 must be a multiple of the patch size 2"):
         _small_climax((17, 32))
+
+
+def test_channel_stats_come_from_the_given_statistics(sample_stats):
+    static = generate_static(GRID, seed=1)
+    fields = {k: static[k].values for k in static.data_vars}
+    names, _ = channel_names(GRID.levels)
+    loc, scale = channel_stats(GRID.levels, sample_stats, fields)
+    i = names.index("z_500")
+    k = sample_stats["z"]["levels"].index(500)
+    assert (loc[i], scale[i]) == (sample_stats["z"]["mean"][k], sample_stats["z"]["std"][k])
+    i = names.index("msl")
+    assert (loc[i], scale[i]) == (sample_stats["msl"]["mean"], sample_stats["msl"]["std"])
+    i = names.index("lsm")  # static fields: their own field's mean and std
+    assert loc[i] == pytest.approx(float(np.mean(fields["lsm"])))
+    assert scale[i] == pytest.approx(float(np.std(fields["lsm"])))
+    shifted = {**sample_stats, "2t": {"levels": None, "mean": 100.0, "std": 2.0}}
+    loc, scale = channel_stats(GRID.levels, shifted, fields)
+    assert (loc[names.index("2t")], scale[names.index("2t")]) == (100.0, 2.0)
+
+
+def test_climax_without_statistics_or_with_a_missing_level_is_refused(sample_stats):
+    static = generate_static(GRID, seed=1)
+    grid = (static.lat.values, static.lon.values, GRID.levels)
+    fields = {k: static[k].values for k in static.data_vars}
+    with pytest.raises(ValueError, match="climax: normalisation statistics are required"):
+        ClimaXAdapter("tiny", *grid, fields)
+    no_q = {k: v for k, v in sample_stats.items() if k != "q"}
+    with pytest.raises(ValueError, match=r"climax: statistics have no variable 'q'"):
+        ClimaXAdapter("tiny", *grid, fields, stats=no_q)
+    with pytest.raises(ValueError, match=r"climax: statistics of 'z' have no level 700 hPa"):
+        ClimaXAdapter("tiny", *grid[:2], (700,), fields, stats=sample_stats)
 
 
 def test_official_variables_are_matched_by_name():

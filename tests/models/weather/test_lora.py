@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import pytest
 import torch
+from PrithviWxC.model import PrithviWxC
 from torch import nn
 
-from eofm.models.weather import MODELS
-from eofm.models.weather.aurora import AuroraAdapter
-from eofm.models.weather.climax import ClimaXAdapter
+from eofm.models.weather import MODELS, WEATHER_BACKBONES
 from eofm.models.weather.decoder import count_trainable
 from eofm.models.weather.lora import (
-    LORA_TARGETS,
     LoRALinear,
     apply_lora,
     load_lora_state_dict,
     lora_state_dict,
     merge_lora_,
 )
+from eofm.models.weather.prithvi_wxc import PrithviWxCAdapter
 
 
 class Toy(nn.Module):
@@ -141,17 +140,16 @@ def test_state_dict_holds_only_lora_and_loads_back():
         load_lora_state_dict(other, {})
 
 
-@pytest.mark.parametrize("adapter_class", [AuroraAdapter, ClimaXAdapter], ids=lambda c: c.name)
+@pytest.mark.parametrize("adapter_class", [WEATHER_BACKBONES.get(n) for n in MODELS], ids=MODELS)
 def test_backbone_targets_match_and_encode_is_unchanged(adapter_class, make_adapter_and_windows):
     adapter, windows = make_adapter_and_windows(adapter_class)
     _check_backbone(adapter, windows)
 
 
 def test_prithvi_wxc_targets_are_the_encoder_attention_only():
-    model_module = pytest.importorskip("PrithviWxC.model")
     c, cs = 6, 4
     torch.manual_seed(0)
-    model = model_module.PrithviWxC(
+    model = PrithviWxC(
         in_channels=c,
         input_size_time=2,
         in_channels_static=cs,
@@ -182,23 +180,11 @@ def test_prithvi_wxc_targets_are_the_encoder_attention_only():
         encoder_shifting=True,
         decoder_shifting=True,
     )
-    names = apply_lora(model, LORA_TARGETS["prithvi_wxc"])
+    names = apply_lora(model, PrithviWxCAdapter.lora_targets)
     transformers = len(model.encoder.lgl_block.transformers)
     assert len(names) == 2 * transformers
     assert all(n.startswith("encoder.lgl_block.transformers.") for n in names)
     assert {n.rpartition(".")[2] for n in names} == {"qkv_layer", "w_layer"}
-
-
-def test_prithvi_wxc_targets_match_and_encode_is_unchanged(make_adapter_and_windows):
-    pytest.importorskip("PrithviWxC")
-    if "prithvi_wxc" not in MODELS:
-        pytest.skip("no prithvi_wxc adapter in eofm.models.weather yet")
-    module = pytest.importorskip("eofm.models.weather.prithvi_wxc")
-    adapter_class = next(
-        v for v in vars(module).values() if getattr(v, "name", None) == "prithvi_wxc"
-    )
-    adapter, windows = make_adapter_and_windows(adapter_class)
-    _check_backbone(adapter, windows)
 
 
 def _check_backbone(adapter, windows) -> None:
@@ -214,7 +200,7 @@ def _check_backbone(adapter, windows) -> None:
     batch = adapter.make_batch([windows[0], windows[1]])
     with torch.no_grad():
         before = adapter.encode(model, batch)
-    names = apply_lora(model, LORA_TARGETS[adapter.name], rank=4)
+    names = apply_lora(model, adapter.lora_targets, rank=4)
     assert names
     assert all(n.rpartition(".")[2] in {"qkv", "proj", "qkv_layer", "w_layer"} for n in names)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}

@@ -35,10 +35,12 @@ def model(adapter_and_data):
     return adapter_and_data[0].build().eval()
 
 
-def _adapter(size: str, grid: SampleGrid, levels: tuple[int, ...] = (500, 850)):
+def _adapter(size: str, grid: SampleGrid, stats: dict, levels: tuple[int, ...] = (500, 850)):
     static = generate_static(grid, seed=1)
     fields = {k: static[k].values for k in static.data_vars}
-    return PrithviWxCAdapter(size, static.lat.values, static.lon.values, levels, fields)
+    return PrithviWxCAdapter(
+        size, static.lat.values, static.lon.values, levels, fields, stats=stats
+    )
 
 
 def test_encode_returns_the_declared_latent(adapter_and_data, model):
@@ -95,10 +97,14 @@ def test_batch_maps_ecmwf_variables_onto_merra2_channels(adapter_and_data):
     np.testing.assert_allclose(fields["FROCEAN"], 1 - lsm)
 
 
-def test_scalers_are_the_ecmwf_table_mapped_and_inputs_come_out_order_one(adapter_and_data, model):
+def test_scalers_are_the_statistics_mapped_and_inputs_come_out_order_one(
+    adapter_and_data, model, sample_stats
+):
     adapter, windows = adapter_and_data
     names, _ = channel_names(GRID.levels)
-    loc, scale = channel_stats(GRID.levels)
+    static_fields = generate_static(GRID, seed=1)
+    fields = {k: static_fields[k].values for k in static_fields.data_vars}
+    loc, scale = channel_stats(GRID.levels, sample_stats, fields)
     mu, sigma = adapter.scalers()
     h500, z500 = adapter.channels.index("H_500"), names.index("z_500")
     assert mu[h500].item() == pytest.approx(loc[z500] / G)
@@ -178,7 +184,9 @@ def test_forecast_is_the_latest_input_plus_a_change_in_scale_units(adapter_and_d
     assert adapter.forecast_loss(model, batch).item() > 0
 
 
-def test_official_sizes_keep_the_merra2_channels_and_refuse_ecmwf_samples(adapter_and_data):
+def test_official_sizes_keep_the_merra2_channels_and_refuse_ecmwf_samples(
+    adapter_and_data, sample_stats
+):
     _, windows = adapter_and_data
     assert len(MERRA2_SURFACE) == 20 and len(MERRA2_VERTICAL) == 10
     assert len(MERRA2_MODEL_LEVELS) == 14 and MERRA2_STATIC == (
@@ -187,7 +195,7 @@ def test_official_sizes_keep_the_merra2_channels_and_refuse_ecmwf_samples(adapte
         "FROCEAN",
         "PHIS",
     )
-    adapter = _adapter("small", SampleGrid(nlat=360, nlon=576))
+    adapter = _adapter("small", SampleGrid(nlat=360, nlon=576), sample_stats)
     assert len(adapter.channels) == 160 == 20 + 10 * 14
     assert adapter.channels[20] == "CLOUD_34" and adapter.channels[-1] == "V_72"
     assert adapter.config()["constructor"]["embed_dim"] == 1024
@@ -213,12 +221,12 @@ def test_tiny_names_a_channel_its_samples_lack(adapter_and_data):
         adapter.make_batch([without_q])
 
 
-def test_grid_must_fit_the_mask_unit():
+def test_grid_must_fit_the_mask_unit(sample_stats):
     with pytest.raises(
         ValueError, match="grid 16×24 must be a multiple of the tiny mask unit 8×16"
     ):
-        _adapter("tiny", SampleGrid(nlat=16, nlon=24))
+        _adapter("tiny", SampleGrid(nlat=16, nlon=24), sample_stats)
     with pytest.raises(
         ValueError, match="grid 32×64 must be a multiple of the small mask unit 30×32"
     ):
-        _adapter("small", SampleGrid(nlat=32, nlon=64))
+        _adapter("small", SampleGrid(nlat=32, nlon=64), sample_stats)

@@ -9,8 +9,9 @@ pays for Aurora's own decoder.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -18,7 +19,14 @@ from aurora import Aurora, Batch, Metadata
 from torch import nn
 
 from eofm.data.variables import ATMOSPHERIC, STATIC, SURFACE
-from eofm.models.weather.base import LatentSpec, WeatherSample, capture_output, check_grid
+from eofm.models.weather.base import (
+    WEATHER_BACKBONES,
+    LatentSpec,
+    WeatherSample,
+    capture_output,
+    check_grid,
+    load_fitting,
+)
 
 # Constructor arguments per size. ``small`` and ``full`` are AuroraSmallPretrained and
 # Aurora (1.3 B) without LoRA, so official checkpoints load into them.
@@ -55,10 +63,20 @@ class AuroraPair:
     target: Batch
 
 
+@WEATHER_BACKBONES.register("aurora")
 class AuroraAdapter:
-    """Builds Aurora, turns samples into :class:`aurora.Batch`, extracts latents."""
+    """Builds Aurora, turns samples into :class:`aurora.Batch`, extracts latents.
+
+    Aurora normalises with the statistics built into its package (the checkpoint's own),
+    so the workflow's ``stats`` are accepted and not used.
+    """
 
     name = "aurora"
+    sizes: ClassVar[Mapping[str, Mapping[str, Any]]] = SIZES
+    # The Swin U-Net's ``WindowAttention`` (``backbone.{encoder,decoder}_layers.i.blocks.j.
+    # attn.{qkv,proj}``), not the Perceiver encoder/decoder around it.
+    lora_targets: ClassVar[tuple[str, ...]] = ("backbone.*.attn.qkv", "backbone.*.attn.proj")
+    checkpoint_blocks: ClassVar[tuple[str, ...]] = ()  # Aurora has its own switch
 
     def __init__(
         self,
@@ -67,6 +85,7 @@ class AuroraAdapter:
         lon: np.ndarray,
         levels: tuple[int, ...],
         static: dict[str, np.ndarray],
+        stats: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self.size = size
         self.lat, self.lon, self.levels = check_grid(
@@ -107,6 +126,16 @@ class AuroraAdapter:
             channels=2 * embed_dim,
             patch_size=PATCH_SIZE,
         )
+
+    def load_pretrained(
+        self, module: nn.Module, state: Mapping[str, Any], where: str
+    ) -> dict[str, list[str]]:
+        """Aurora's own adaptation (strip ``net.``, rename old keys, widen the history)."""
+        state = module._adapt_checkpoint(dict(state))
+        history_key = "encoder.surf_token_embeds.weights.2t"
+        if history_key in state and state[history_key].shape[2] < module.max_history_size:
+            module.adapt_checkpoint_max_history_size(state)
+        return load_fitting(module, state, where)
 
     def make_batch(self, samples: list[WeatherSample]) -> AuroraPair:
         def stack(key: str, names: tuple[str, ...]) -> dict[str, torch.Tensor]:

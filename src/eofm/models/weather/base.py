@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
-from eofm.data.variables import STATIC
+from eofm.data.variables import ATMOSPHERIC, STATIC, SURFACE
+from eofm.models.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,27 @@ class WeatherSample:
 
 
 class BackboneAdapter(Protocol):
-    """One weather foundation model behind the project's common interface."""
+    """One weather foundation model behind the project's common interface.
+
+    Everything that differs between backbones lives on the adapter, so adding one is a
+    module registered in :data:`WEATHER_BACKBONES` plus its tests. The class is built as
+    ``Adapter(size, lat, lon, levels, static, stats=None)``: ``stats`` is the ``variables``
+    mapping of the workflow's statistics JSON (training period), for backbones that
+    normalise with them.
+    """
 
     name: str
+    #: Constructor arguments per size name (``tiny``, ``small``, ``full``).
+    sizes: ClassVar[Mapping[str, Mapping[str, Any]]]
+    #: Patterns on qualified module names that LoRA adapts (see ``lora.apply_lora``).
+    lora_targets: ClassVar[tuple[str, ...]]
+    #: Class names of the blocks whose activations are recomputed in the backward pass;
+    #: empty when the model has its own ``configure_activation_checkpointing``.
+    checkpoint_blocks: ClassVar[tuple[str, ...]]
+
+    def config(self) -> dict[str, Any]:
+        """Everything needed to rebuild the same adapter and module (saved with weights)."""
+        ...
 
     def build(self) -> nn.Module:
         """Construct the backbone with random weights for the configured size."""
@@ -70,6 +89,26 @@ class BackboneAdapter(Protocol):
     def forecast_loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
         """Next-step forecast loss in normalised units, used to pretrain from scratch."""
         ...
+
+    def load_pretrained(
+        self, module: nn.Module, state: Mapping[str, Any], where: str
+    ) -> dict[str, list[str]]:
+        """Load a published checkpoint's bare state dict into ``module``, adapting its keys
+        and shapes the model's way; return :func:`load_fitting`'s report."""
+        ...
+
+
+#: The weather backbones by name. Their modules import slowly (each pulls in its model
+#: package), so they are imported on first use; a new backbone adds its module here and
+#: registers its adapter class with ``@WEATHER_BACKBONES.register(name)``.
+WEATHER_BACKBONES: Registry[type[BackboneAdapter]] = Registry(
+    "weather backbone",
+    lazy={
+        "aurora": "eofm.models.weather.aurora",
+        "climax": "eofm.models.weather.climax",
+        "prithvi_wxc": "eofm.models.weather.prithvi_wxc",
+    },
+)
 
 
 def check_grid(
@@ -95,6 +134,86 @@ def check_grid(
             f"{model}: grid {len(lat)}×{len(lon)} must be a multiple of the patch size {patch_size}"
         )
     return lat, lon, tuple(int(level) for level in levels)
+
+
+def channel_normalisation(
+    model: str,
+    stats: Mapping[str, Mapping[str, Any]] | None,
+    levels: Sequence[int],
+    static: Mapping[str, np.ndarray],
+) -> dict[str, tuple[float, float]]:
+    """(location, scale) per channel: static fields (``"lsm"``), surface (``"2t"``) and
+    atmospheric variables per level (``"z_500"``).
+
+    Surface and atmospheric channels come from ``stats`` (the ``variables`` of the
+    workflow's statistics JSON, computed on the training period); static fields from
+    their own field, which is all there is of them. A constant field gets scale 1.
+    """
+    if stats is None:
+        raise ValueError(
+            f"{model}: normalisation statistics are required; expected the 'variables' of "
+            f"the training-period stats JSON (resources/stats/era5.json)"
+        )
+    out: dict[str, tuple[float, float]] = {}
+    for name in STATIC:
+        field = np.asarray(static[name], dtype=np.float64)
+        std = float(np.nanstd(field))
+        out[name] = (float(np.nanmean(field)), std if std > 0 else 1.0)
+
+    def pair(name: str, loc: Any, scale: Any, label: str) -> tuple[float, float]:
+        loc, scale = float(loc), float(scale)
+        if not (np.isfinite(loc) and np.isfinite(scale) and scale > 0):
+            raise ValueError(
+                f"{model}: statistics of {label}: mean {loc}, std {scale}; expected finite "
+                f"values and std > 0"
+            )
+        return loc, scale
+
+    for name in SURFACE:
+        entry = _stats_entry(model, stats, name)
+        if entry.get("levels") is not None:
+            raise ValueError(f"{model}: statistics of surface variable {name!r} have levels")
+        out[name] = pair(name, entry["mean"], entry["std"], f"surface variable {name!r}")
+    for name in ATMOSPHERIC:
+        entry = _stats_entry(model, stats, name)
+        known = [int(level) for level in entry.get("levels") or []]
+        for level in levels:
+            if int(level) not in known:
+                raise ValueError(
+                    f"{model}: statistics of {name!r} have no level {level} hPa; expected "
+                    f"one of {known}"
+                )
+            i = known.index(int(level))
+            channel = f"{name}_{int(level)}"
+            out[channel] = pair(channel, entry["mean"][i], entry["std"][i], repr(channel))
+    return out
+
+
+def used_stats(
+    stats: Mapping[str, Mapping[str, Any]] | None,
+) -> dict[str, dict[str, Any]] | None:
+    """The entries of ``stats`` an adapter normalises with, as plain JSON for its config."""
+    if stats is None:
+        return None
+    return {
+        name: {
+            key: stats[name][key]
+            for key in ("units", "levels", "mean", "std")
+            if key in stats[name]
+        }
+        for name in (*SURFACE, *ATMOSPHERIC)
+        if name in stats
+    }
+
+
+def _stats_entry(
+    model: str, stats: Mapping[str, Mapping[str, Any]], name: str
+) -> Mapping[str, Any]:
+    if name not in stats:
+        raise ValueError(
+            f"{model}: statistics have no variable {name!r}; expected it among {sorted(stats)}"
+        )
+    return stats[name]
 
 
 def lat_weights(lat: np.ndarray) -> torch.Tensor:

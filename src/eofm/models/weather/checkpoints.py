@@ -2,21 +2,22 @@
 
 Each model's published checkpoints have their own key layout and quirks (Aurora's
 ``net.`` prefix and history size, ClimaX's ``channel``/``var`` names and position
-embedding grid, Prithvi WxC's ``model_state`` wrapper). :func:`import_weights` fetches a
-checkpoint (a local file or a pinned, checksummed Hugging Face download), loads it into
-the configured backbone with the model's own adaptation, and writes safetensors + config
-that every downstream rule reads the same way as weights pretrained here.
+embedding grid, Prithvi WxC's ``model_state`` wrapper); each adapter's
+``load_pretrained`` knows its own. :func:`import_weights` fetches a checkpoint (a local
+file or a pinned, checksummed Hugging Face download), loads it into the configured
+backbone with that adaptation, refuses one that leaves more than a few tensors at random
+init (unless ``allow_partial``), and writes safetensors + config that every downstream
+rule reads the same way as weights pretrained here.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-
-from torch import nn
 
 from eofm.hub import (
     HubWeights,
@@ -27,33 +28,12 @@ from eofm.hub import (
 )
 from eofm.io import write_json
 from eofm.models.weather import get_adapter
-from eofm.models.weather.base import load_fitting
 
 LOG = logging.getLogger(__name__)
 
-
-def load_pretrained(
-    model_name: str, module: nn.Module, state: Mapping[str, Any], where: str
-) -> dict[str, list[str]]:
-    """Load an official checkpoint's state dict into ``module`` the way its model expects.
-
-    ``state`` is a bare state dict: :func:`eofm.hub.load_state_dict_file` has already
-    unwrapped Lightning's ``state_dict`` and Prithvi WxC's ``model_state``.
-    """
-    if model_name == "climax":
-        from eofm.models.weather.climax import OFFICIAL_VARIABLES, load_official_state_dict
-
-        embed = state.get("net.var_embed", state.get("net.channel_embed", state.get("var_embed")))
-        official = embed is not None and embed.shape[1] == len(OFFICIAL_VARIABLES)
-        names = OFFICIAL_VARIABLES if official and embed.shape[1] != len(module.variables) else None
-        return load_official_state_dict(module, state, where, checkpoint_variables=names)
-    state = dict(state)
-    if model_name == "aurora":
-        state = module._adapt_checkpoint(state)  # strips "net.", renames old keys
-        history_key = "encoder.surf_token_embeds.weights.2t"
-        if history_key in state and state[history_key].shape[2] < module.max_history_size:
-            module.adapt_checkpoint_max_history_size(state)
-    return load_fitting(module, state, where)
+#: The largest share of a backbone's tensors a checkpoint may leave at random init
+#: (shape mismatches and missing keys) before the import fails without ``allow_partial``.
+MAX_PARTIAL_FRACTION = 0.05
 
 
 def fetch_checkpoint(source: Mapping[str, str]) -> tuple[Path, dict[str, str]]:
@@ -98,13 +78,22 @@ def import_weights(
     weights_path: str | os.PathLike[str],
     config_path: str | os.PathLike[str],
     summary_path: str | os.PathLike[str],
+    *,
+    stats_path: str | os.PathLike[str] | None = None,
+    allow_partial: bool = False,
 ) -> dict[str, Any]:
-    """Fetch, adapt and save a pretrained backbone; refuse a checkpoint that does not fit."""
-    adapter = get_adapter(model, size, static_path, levels)
+    """Fetch, adapt and save a pretrained backbone; refuse a checkpoint that does not fit.
+
+    ``stats_path`` is the training-period statistics JSON, for backbones that normalise
+    with it. More than :data:`MAX_PARTIAL_FRACTION` of the tensors left at random init
+    fails unless ``allow_partial`` (config ``weights.allow_partial``); what is skipped is
+    printed on stderr either way, not only logged.
+    """
+    adapter = get_adapter(model, size, static_path, levels, stats_path)
     path, provenance = fetch_checkpoint(source)
     where = str(path)
     module = adapter.build()
-    report = load_pretrained(model, module, load_state_dict_file(path), where)
+    report = adapter.load_pretrained(module, load_state_dict_file(path), where)
     total = len(module.state_dict())
     if not report["loaded"]:
         raise ValueError(
@@ -112,15 +101,7 @@ def import_weights(
             f"{report['unexpected'][:5]}, shape mismatches {report['skipped_shape'][:5]}); "
             f"is it a {model} checkpoint of size {size!r}?"
         )
-    if report["missing"] or report["skipped_shape"]:
-        LOG.warning(
-            "%s: %d of %d tensors left at random init (missing %s, shape mismatch %s)",
-            where,
-            total - len(report["loaded"]),
-            total,
-            report["missing"][:5],
-            report["skipped_shape"][:5],
-        )
+    check_partial(report, total, f"{where} ({model}-{size})", allow_partial)
     save_weights(module, weights_path, adapter.config(), config_path)
     summary = {
         "task": "import_weights",
@@ -132,3 +113,27 @@ def import_weights(
     }
     write_json(summary, summary_path)
     return summary
+
+
+def check_partial(
+    report: dict[str, list[str]], total: int, where: str, allow_partial: bool
+) -> None:
+    """Refuse a load that left over :data:`MAX_PARTIAL_FRACTION` of ``total`` tensors at
+    random init unless ``allow_partial``; print what was skipped on stderr either way."""
+    skipped, missing = report["skipped_shape"], report["missing"]
+    left = len(skipped) + len(missing)
+    if not left:
+        return
+    message = (
+        f"{where}: {left} of {total} tensors left at random init "
+        f"({len(skipped)} shape mismatches, e.g. {skipped[:5]}; "
+        f"{len(missing)} missing, e.g. {missing[:5]})"
+    )
+    if left > MAX_PARTIAL_FRACTION * total and not allow_partial:
+        raise ValueError(
+            f"{message}; more than {MAX_PARTIAL_FRACTION:.0%} of the model: is it the right "
+            f"model and size? Set weights.allow_partial: true in the config to accept it"
+        )
+    LOG.warning("%s", message)  # the job log
+    # and the console: a Snakemake job's sys.stderr is its log (eofm.logs.job_log)
+    print(f"warning: {message}", file=sys.__stderr__ or sys.stderr, flush=True)

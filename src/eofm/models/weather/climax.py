@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -31,12 +31,15 @@ from torch import nn
 
 from eofm.data.variables import ATMOSPHERIC, STATIC, SURFACE
 from eofm.models.weather.base import (
+    WEATHER_BACKBONES,
     LatentSpec,
     WeatherSample,
+    channel_normalisation,
     check_grid,
     lat_weights,
     load_fitting,
     to_device,
+    used_stats,
 )
 
 # Constructor arguments per size. ``full`` is the official ClimaX configuration, so the
@@ -52,41 +55,6 @@ EMBED_INIT_SCALE = 0.02  # see ClimaX._init_weights
 LEAD_TIME_HOURS = 6.0  # inputs at t, forecast t + 6 h
 LEAD_TIME_SCALE = 100.0  # ClimaX feeds lead times in units of 100 h to its embedding
 
-# Fallback normalisation until training statistics are wired in: a fixed location and
-# scale per variable, rounded global climatological means and standard deviations at ERA5
-# magnitudes, so inputs and targets are O(1) and the forecast loss is O(1). Atmospheric
-# variables have one pair per pressure level (hPa) below; other levels are interpolated in
-# log-pressure (and clamped outside 50–1000 hPa).
-STATIC_STATS: dict[str, tuple[float, float]] = {
-    "lsm": (0.34, 0.47),
-    "z": (3.7e3, 8.4e3),  # surface geopotential (ClimaX's "orography", there in metres)
-    "slt": (0.7, 1.4),
-}
-SURFACE_STATS: dict[str, tuple[float, float]] = {
-    "2t": (278.0, 21.0),
-    "10u": (-0.05, 5.5),
-    "10v": (0.2, 4.7),
-    "msl": (1.0096e5, 1.33e3),
-}
-# Rows: pressure level (hPa), then location and scale of each of ATMOSPHERIC_COLUMNS:
-# z (m2 s-2), u and v (m s-1), t (K), q (kg kg-1).
-ATMOSPHERIC_COLUMNS = ("z", "u", "v", "t", "q")
-ATMOSPHERIC_STATS: tuple[tuple[float, ...], ...] = (
-    (50, 2.02e5, 5.9e3, 5.0, 14.0, 0.0, 4.0, 212.0, 10.0, 2.7e-6, 3e-7),
-    (100, 1.59e5, 5.2e3, 10.0, 13.0, 0.0, 6.0, 208.0, 12.0, 2.7e-6, 5e-7),
-    (150, 1.33e5, 5.0e3, 13.0, 16.0, 0.0, 8.0, 213.0, 8.5, 6e-6, 4e-6),
-    (200, 1.16e5, 5.6e3, 14.0, 17.5, 0.0, 10.5, 218.0, 7.5, 2e-5, 2.5e-5),
-    (250, 1.02e5, 5.5e3, 14.0, 18.0, 0.0, 11.5, 223.0, 7.0, 5.7e-5, 7e-5),
-    (300, 8.97e4, 5.1e3, 12.0, 17.0, 0.0, 11.5, 229.0, 10.0, 1.4e-4, 1.6e-4),
-    (400, 7.04e4, 4.2e3, 9.0, 14.0, 0.0, 10.0, 243.0, 13.0, 4.5e-4, 5e-4),
-    (500, 5.41e4, 3.35e3, 6.5, 11.5, 0.0, 8.5, 253.0, 13.0, 9.8e-4, 1.1e-3),
-    (600, 4.06e4, 2.7e3, 4.8, 10.0, 0.0, 7.0, 261.0, 14.0, 1.8e-3, 1.8e-3),
-    (700, 2.89e4, 2.15e3, 3.4, 9.0, 0.0, 6.5, 267.0, 15.0, 2.6e-3, 2.6e-3),
-    (850, 1.37e4, 1.47e3, 1.4, 8.0, 0.0, 6.0, 275.0, 15.5, 4.6e-3, 4e-3),
-    (925, 7.0e3, 1.22e3, 0.6, 7.8, 0.0, 6.5, 279.0, 17.0, 6e-3, 5e-3),
-    (1000, 7.4e2, 1.07e3, -0.03, 6.0, 0.0, 5.0, 281.0, 17.5, 7e-3, 6e-3),
-)
-
 
 def channel_names(levels: Sequence[int]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Input channels (static, surface, then each atmospheric variable per level, e.g.
@@ -95,27 +63,17 @@ def channel_names(levels: Sequence[int]) -> tuple[tuple[str, ...], tuple[str, ..
     return (*STATIC, *SURFACE, *atmospheric), (*SURFACE, *atmospheric)
 
 
-def channel_stats(levels: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Location and scale of every input channel, in :func:`channel_names` order."""
-    missing = [f"static {n}" for n in STATIC if n not in STATIC_STATS]
-    missing += [f"surface {n}" for n in SURFACE if n not in SURFACE_STATS]
-    missing += [f"atmospheric {n}" for n in ATMOSPHERIC if n not in ATMOSPHERIC_COLUMNS]
-    if missing:
-        raise ValueError(f"climax: no normalisation for {missing}; add them to the stats table")
-    pairs = [STATIC_STATS[n] for n in STATIC] + [SURFACE_STATS[n] for n in SURFACE]
-    rows = np.asarray(ATMOSPHERIC_STATS, dtype=np.float64)
-    log_table = np.log(rows[:, 0])
-    for name in ATMOSPHERIC:
-        column = 1 + 2 * ATMOSPHERIC_COLUMNS.index(name)
-        for level in levels:
-            if level <= 0:
-                raise ValueError(f"climax: pressure level {level} hPa must be positive")
-            log_p = math.log(level)
-            loc = np.interp(log_p, log_table, rows[:, column])
-            scale = np.interp(log_p, log_table, rows[:, column + 1])
-            pairs.append((float(loc), float(scale)))
-    table = np.asarray(pairs, dtype=np.float64)
-    return table[:, 0], table[:, 1]
+def channel_stats(
+    levels: Sequence[int],
+    stats: Mapping[str, Mapping[str, Any]] | None,
+    static: Mapping[str, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Location and scale of every input channel, in :func:`channel_names` order, from the
+    workflow's training-period statistics (static fields from their own field)."""
+    table = channel_normalisation("climax", stats, levels, static)
+    names, _ = channel_names(levels)
+    pairs = np.asarray([table[name] for name in names], dtype=np.float64)
+    return pairs[:, 0], pairs[:, 1]
 
 
 # --------------------------------------------------------------------------- the model
@@ -612,10 +570,21 @@ class ClimaXPair:
     target: torch.Tensor
 
 
+@WEATHER_BACKBONES.register("climax")
 class ClimaXAdapter:
-    """Builds ClimaX, turns samples into normalised channel stacks, extracts latents."""
+    """Builds ClimaX, turns samples into normalised channel stacks, extracts latents.
+
+    Channels are normalised with ``stats``, the ``variables`` of the workflow's
+    training-period statistics JSON; they are saved in :meth:`config`, so every later
+    rule rebuilds the adapter with the statistics the weights were trained or imported
+    with.
+    """
 
     name = "climax"
+    sizes: ClassVar[Mapping[str, Mapping[str, Any]]] = SIZES
+    # The ViT blocks (``blocks.i.attn.{qkv,proj}``), not the variable aggregation.
+    lora_targets: ClassVar[tuple[str, ...]] = ("blocks.*.attn.qkv", "blocks.*.attn.proj")
+    checkpoint_blocks: ClassVar[tuple[str, ...]] = ("Block",)
 
     def __init__(
         self,
@@ -624,6 +593,7 @@ class ClimaXAdapter:
         lon: np.ndarray,
         levels: tuple[int, ...],
         static: dict[str, np.ndarray],
+        stats: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self.size = size
         self.lat, self.lon, self.levels = check_grid(
@@ -631,7 +601,8 @@ class ClimaXAdapter:
         )
         height, width = len(self.lat), len(self.lon)
         self.variables, self.out_variables = channel_names(self.levels)
-        loc, scale = channel_stats(self.levels)
+        loc, scale = channel_stats(self.levels, stats, static)
+        self.stats = used_stats(stats)
         self._loc = torch.as_tensor(loc, dtype=torch.float32)[:, None, None]
         self._scale = torch.as_tensor(scale, dtype=torch.float32)[:, None, None]
         fields = []
@@ -662,7 +633,18 @@ class ClimaXAdapter:
             "levels": list(self.levels),
             "grid": {"nlat": len(self.lat), "nlon": len(self.lon)},
             "lead_time_hours": LEAD_TIME_HOURS,
+            "stats": self.stats,
         }
+
+    def load_pretrained(
+        self, module: nn.Module, state: Mapping[str, Any], where: str
+    ) -> dict[str, list[str]]:
+        """Official checkpoints: variables matched by name when the checkpoint has the
+        official 48 channels and the model other ones, else by index."""
+        embed = state.get("net.var_embed", state.get("net.channel_embed", state.get("var_embed")))
+        official = embed is not None and embed.shape[1] == len(OFFICIAL_VARIABLES)
+        names = OFFICIAL_VARIABLES if official and embed.shape[1] != len(module.variables) else None
+        return load_official_state_dict(module, state, where, checkpoint_variables=names)
 
     def build(self) -> nn.Module:
         """ClimaX with random weights at the configured size."""

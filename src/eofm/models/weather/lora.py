@@ -6,7 +6,7 @@ layers (Hu et al. 2021), so the trainable state is a few thousand numbers per la
 run saves only those (:func:`lora_state_dict`). ``B`` starts at zero, so a freshly adapted
 model computes exactly what the backbone did.
 
-Layers are chosen by name (:data:`LORA_TARGETS` per model), not by class, so the same
+Layers are chosen by name (each adapter's ``lora_targets``), not by class, so the same
 code serves Aurora, ClimaX and Prithvi WxC without their packages knowing about it.
 """
 
@@ -21,26 +21,12 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
-    "LORA_TARGETS",
     "LoRALinear",
     "apply_lora",
     "load_lora_state_dict",
     "lora_state_dict",
     "merge_lora_",
 ]
-
-# The attention projections of each backbone, as patterns on qualified module names (see
-# :func:`apply_lora`). Only the part that produces the decoders' latent is adapted:
-# - aurora: the Swin U-Net's ``WindowAttention`` (``backbone.{encoder,decoder}_layers.i.
-#   blocks.j.attn.{qkv,proj}``), not the Perceiver encoder/decoder around it;
-# - climax: the ViT blocks (``blocks.i.attn.{qkv,proj}``), not the variable aggregation;
-# - prithvi_wxc: the encoder's transformers (``encoder.lgl_block.transformers.i.
-#   attention.1.{qkv_layer,w_layer}``), not the decoder that follows the latent.
-LORA_TARGETS: dict[str, tuple[str, ...]] = {
-    "aurora": ("backbone.*.attn.qkv", "backbone.*.attn.proj"),
-    "climax": ("blocks.*.attn.qkv", "blocks.*.attn.proj"),
-    "prithvi_wxc": ("encoder.*.attention.*.qkv_layer", "encoder.*.attention.*.w_layer"),
-}
 
 
 class LoRALinear(nn.Module):

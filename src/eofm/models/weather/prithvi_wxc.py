@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -30,14 +30,17 @@ from PrithviWxC.model import PrithviWxC
 from torch import nn
 
 from eofm.models.weather.base import (
+    WEATHER_BACKBONES,
     LatentSpec,
     WeatherSample,
     capture_output,
+    channel_normalisation,
     check_grid,
     lat_weights,
+    load_fitting,
     to_device,
+    used_stats,
 )
-from eofm.models.weather.climax import channel_names, channel_stats
 
 G = 9.80665  # m s-2, standard gravity: geopotential (m2 s-2) / G = geopotential height (m)
 
@@ -211,10 +214,24 @@ class PrithviWxCPair:
         return dict(zip(keys, to_device(model, *values), strict=True))
 
 
+@WEATHER_BACKBONES.register("prithvi_wxc")
 class PrithviWxCAdapter:
-    """Builds Prithvi WxC, turns samples into its batch tensors, extracts encoder latents."""
+    """Builds Prithvi WxC, turns samples into its batch tensors, extracts encoder latents.
+
+    Input scalers come from ``stats`` (the ``variables`` of the workflow's training-period
+    statistics JSON, saved in :meth:`config`); an official checkpoint's own scaler
+    buffers replace them when it is imported.
+    """
 
     name = "prithvi_wxc"
+    sizes: ClassVar[Mapping[str, Mapping[str, Any]]] = SIZES
+    # The encoder's transformers (``encoder.lgl_block.transformers.i.attention.1.
+    # {qkv_layer,w_layer}``), not the decoder that follows the latent.
+    lora_targets: ClassVar[tuple[str, ...]] = (
+        "encoder.*.attention.*.qkv_layer",
+        "encoder.*.attention.*.w_layer",
+    )
+    checkpoint_blocks: ClassVar[tuple[str, ...]] = ("Transformer",)
 
     def __init__(
         self,
@@ -223,6 +240,7 @@ class PrithviWxCAdapter:
         lon: np.ndarray,
         levels: tuple[int, ...],
         static: dict[str, np.ndarray],
+        stats: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self.size = size
         self.lat, self.lon, self.levels = check_grid(
@@ -242,8 +260,8 @@ class PrithviWxCAdapter:
             *(_channel_name(v, lev) for v in self.vertical for lev in self.vertical_levels),
         )
         self._on_model_levels = on_model_levels
-        names, _ = channel_names(self.levels)
-        self._stats = dict(zip(names, zip(*channel_stats(self.levels), strict=True), strict=True))
+        self._stats = channel_normalisation(self.name, stats, self.levels, static)
+        self.stats = used_stats(stats)
         fields = {}
         for name in dict.fromkeys(s.name for s in STATIC_FROM_ECMWF.values() if s.name):
             fields[name] = np.asarray(static[name], dtype=np.float32)
@@ -274,7 +292,15 @@ class PrithviWxCAdapter:
             "grid": {"nlat": len(self.lat), "nlon": len(self.lon)},
             "input_time_hours": INPUT_TIME_HOURS,
             "lead_time_hours": LEAD_TIME_HOURS,
+            "stats": self.stats,
         }
+
+    def load_pretrained(
+        self, module: nn.Module, state: Mapping[str, Any], where: str
+    ) -> dict[str, list[str]]:
+        """The package's own key layout: load what fits (``eofm.hub`` has already
+        unwrapped ``model_state``), scaler buffers included."""
+        return load_fitting(module, dict(state), where)
 
     def build(self) -> nn.Module:
         """Prithvi WxC with random weights and this adapter's scalers at the configured size."""
