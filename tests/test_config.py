@@ -243,3 +243,11 @@ def test_the_workflow_stops_before_any_job_with_one_line(tmp_path, override, exp
     assert result.returncode != 0
     assert f"config ({bad}) " in output and expected in output, output
     assert "Failed validating" not in output and len(output.splitlines()) < 10, output
+
+
+def test_backbone_names_are_the_registered_weather_backbones():
+    """The schema lists backbones without importing torch; the registry is the truth."""
+    from eofm.config import BACKBONE_NAMES
+    from eofm.models.weather import WEATHER_BACKBONES
+
+    assert tuple(sorted(BACKBONE_NAMES)) == WEATHER_BACKBONES.names()
