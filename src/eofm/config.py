@@ -36,9 +36,8 @@ from eofm.errors import ConfigError
 DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 SCHEMA_PATH = Path("workflow/schemas/config.schema.yaml")
 README_PATH = Path("config/README.md")
-#: Weather backbones the workflow knows; the adapter registry will provide these names.
-# the weather registry's names, kept here so that reading the config needs no torch; a test
-# (tests/test_config.py) holds the two together
+#: Weather backbones the workflow knows: the weather registry's names, kept here so that
+#: reading the config needs no torch; tests/test_config.py holds the two together.
 BACKBONE_NAMES = ("aurora", "climax", "prithvi_wxc")
 
 _CONSTRAINTS = (
