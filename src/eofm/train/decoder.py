@@ -80,6 +80,7 @@ def train_decoder(
     checkpoint_dir: str | os.PathLike[str],
 ) -> dict[str, Any]:
     """Fit the decoder for ``settings.target`` on the training period of the latent cache."""
+    L.seed_everything(settings.seed, verbose=False)  # before any module is built
     target = settings.target
     latents = load_latents(latent_paths)
     latents = latents.isel(

@@ -177,9 +177,9 @@ def finetune(
     checkpoint_dir: str | os.PathLike[str],
 ) -> dict[str, Any]:
     """Fine-tune backbone and heads on the training period; save what trained + a summary."""
+    L.seed_everything(settings.seed, verbose=False)  # before any module is built
     backbone_config = read_config(backbone_config_path)
     adapter = adapter_from_config(backbone_config, static_path)
-    L.seed_everything(settings.seed, verbose=False)
     model = build_finetuned(
         adapter,
         backbone_weights,

@@ -88,8 +88,8 @@ def pretrain(
     checkpoint_dir: str | os.PathLike[str],
 ) -> dict[str, Any]:
     """Train the backbone on the training period and save safetensors + config + summary."""
+    L.seed_everything(settings.seed, verbose=False)  # before any module is built
     adapter = get_adapter(settings.model, settings.size, static_path, settings.levels)
-    L.seed_everything(settings.seed, verbose=False)
     model = adapter.build()
     ds = open_months(store_paths)
     times = valid_times(
