@@ -207,7 +207,7 @@ def test_a_truncated_checkpoint_is_moved_aside_and_training_starts_afresh(tmp_pa
     last = next(tmp_path.glob("*/last.ckpt"))
     data = last.read_bytes()
     last.write_bytes(data[: len(data) // 2])  # a disk-full write before writes were atomic
-    with pytest.warns(UserWarning, match=r"last\.ckpt: unreadable checkpoint .*training starts"):
+    with pytest.warns(UserWarning, match=r"last\.ckpt: unreadable checkpoint.*starts afresh"):
         module, result, _ = _train(tmp_path, inputs)
     assert result["resumed_from_epoch"] == 0 and module.steps_here == EPOCHS * STEPS_PER_EPOCH
     aside = list(last.parent.glob("last.ckpt.corrupt-*"))

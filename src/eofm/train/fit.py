@@ -317,8 +317,8 @@ def _resume_point(run: TrainingRun, epochs: int) -> Path | None:
         aside = run.last.with_name(f"{LAST}.corrupt-{stamp}")
         os.replace(run.last, aside)
         warnings.warn(
-            f"{run.last}: unreadable checkpoint ({type(err).__name__}: {err}); moved to "
-            f"{aside.name}, training starts afresh",
+            f"{run.last}: unreadable checkpoint, or not one this code wrote "
+            f"({type(err).__name__}: {err}); moved to {aside.name}, training starts afresh",
             stacklevel=3,
         )
         return None
