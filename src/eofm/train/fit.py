@@ -193,6 +193,8 @@ class ResumableCheckpoint(Checkpoint):
     The state saved with it: the training time of earlier attempts (so cost accumulates
     across resumes), the epochs done (so a finished checkpoint is recognised) and the
     random states (restored at train start, so shuffling continues as if uninterrupted).
+    A resume from an epoch end is exact (``tests/train/test_fit.py`` checks it); one from
+    a step checkpoint is not: Lightning replays that epoch's data from its start.
     """
 
     def __init__(self, path: Path, every_n_steps: int | None = None) -> None:
