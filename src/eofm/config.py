@@ -357,6 +357,13 @@ class PretrainSettings(Section):
         exclusiveMaximum=0.5,
     )
     seed: int = setting(0, doc="seed")
+    checkpoint_every_n_steps: int | None = setting(
+        None,
+        doc="also save the resumable checkpoint every N optimiser steps (long epochs); unset "
+        "saves at epoch ends only",
+        fill=False,
+        minimum=1,
+    )
 
 
 @dataclass(kw_only=True)
@@ -373,6 +380,13 @@ class DecoderSettings(Section):
         exclusiveMaximum=0.5,
     )
     seed: int = setting(0, doc="seed")
+    checkpoint_every_n_steps: int | None = setting(
+        None,
+        doc="also save the resumable checkpoint every N optimiser steps (long epochs); unset "
+        "saves at epoch ends only",
+        fill=False,
+        minimum=1,
+    )
     hidden: list[int] = setting(
         [128, 128], doc="hidden widths of each decoder MLP", items={"minimum": 1}
     )
@@ -408,6 +422,13 @@ class FinetuneSettings(Section):
         exclusiveMaximum=0.5,
     )
     seed: int = setting(0, doc="seed")
+    checkpoint_every_n_steps: int | None = setting(
+        None,
+        doc="also save the resumable checkpoint every N optimiser steps (long epochs); unset "
+        "saves at epoch ends only",
+        fill=False,
+        minimum=1,
+    )
     lora_rank: int = setting(8, doc="LoRA rank (Aurora's own LoRA setting)", minimum=1)
     lora_alpha: float = setting(
         8, doc="LoRA scale is alpha / rank (Aurora's own LoRA setting)", exclusiveMinimum=0

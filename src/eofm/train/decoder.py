@@ -20,7 +20,7 @@ from eofm.hub import load_weights, read_config, save_weights
 from eofm.io import write_json
 from eofm.models.weather.base import LatentSpec
 from eofm.models.weather.decoder import VariableDecoder, count_trainable
-from eofm.train.fit import TrainingSettings, fit
+from eofm.train.fit import TrainingSettings, fit, training_run
 from eofm.train.latents import load_latents
 from eofm.train.pretrain import split_train_val
 from eofm.train.windows import open_months, period_mask
@@ -80,6 +80,7 @@ def train_decoder(
     checkpoint_dir: str | os.PathLike[str],
 ) -> dict[str, Any]:
     """Fit the decoder for ``settings.target`` on the training period of the latent cache."""
+    L.seed_everything(settings.seed, verbose=False)  # before any module is built
     target = settings.target
     latents = load_latents(latent_paths)
     latents = latents.isel(
@@ -99,37 +100,38 @@ def train_decoder(
         for idx, shuf in ((train_idx, True), (val_idx, False))
     ]
     module = DecoderModule(decoder, truth.lat.values, settings.learning_rate)
-    result = fit(
-        module,
-        loaders[0],
-        loaders[1],
-        epochs=settings.epochs,
-        checkpoint_dir=checkpoint_dir,
-        settings={**asdict(settings), "latents": [str(p) for p in latent_paths]},
-        seed=settings.seed,
-    )
-    config = {
-        "target": target,
-        "units": truth.attrs.get("units", ""),
-        "latent_spec": asdict(spec),
-        "hidden": list(settings.hidden),
-        **scaling.config(),
-        "backbone": read_config(backbone_config_path),
-    }
-    save_weights(decoder.cpu(), weights_path, config, config_path)
-    epochs_run = max(1, result["epochs"])
-    summary = {
-        "task": "train_decoder",
-        "mode": "decoder",
-        "target": target,
-        "trainable_parameters": count_trainable(decoder),
-        "n_train": len(train_idx),
-        "n_val": len(val_idx),
-        "wall_time_per_epoch_s": result["wall_time_s"] / epochs_run,
-        **result,
-        "settings": asdict(settings),
-    }
-    write_json(summary, summary_path)
+    inputs = [*latent_paths, *store_paths, stats_path, climatology_path, backbone_config_path]
+    with training_run(checkpoint_dir, asdict(settings), inputs) as run:
+        result = fit(
+            module,
+            loaders[0],
+            loaders[1],
+            run=run,
+            epochs=settings.epochs,
+            seed=settings.seed,
+            checkpoint_every_n_steps=settings.checkpoint_every_n_steps,
+        )
+        config = {
+            "target": target,
+            "units": truth.attrs.get("units", ""),
+            "latent_spec": asdict(spec),
+            "hidden": list(settings.hidden),
+            **scaling.config(),
+            "backbone": read_config(backbone_config_path),
+        }
+        save_weights(decoder.cpu(), weights_path, config, config_path)
+        summary = {
+            "task": "train_decoder",
+            "mode": "decoder",
+            "target": target,
+            "trainable_parameters": count_trainable(decoder),
+            "n_train": len(train_idx),
+            "n_val": len(val_idx),
+            **result,
+            "settings": asdict(settings),
+        }
+        write_json(summary, summary_path)
+        run.complete([weights_path, config_path, summary_path])
     return summary
 
 

@@ -38,7 +38,7 @@ from eofm.models.weather import (
 from eofm.models.weather.decoder import VariableDecoder, count_trainable
 from eofm.models.weather.lora import apply_lora, lora_state_dict
 from eofm.train.decoder import TargetScaling, select_target
-from eofm.train.fit import TrainingSettings, fit
+from eofm.train.fit import TrainingSettings, fit, training_run
 from eofm.train.pretrain import split_train_val
 from eofm.train.windows import ForecastWindows, open_months, valid_times
 
@@ -176,9 +176,9 @@ def finetune(
     checkpoint_dir: str | os.PathLike[str],
 ) -> dict[str, Any]:
     """Fine-tune backbone and heads on the training period; save what trained + a summary."""
+    L.seed_everything(settings.seed, verbose=False)  # before any module is built
     backbone_config = read_config(backbone_config_path)
     adapter = adapter_from_config(backbone_config, static_path)
-    L.seed_everything(settings.seed, verbose=False)
     model = build_finetuned(
         adapter,
         backbone_weights,
@@ -221,41 +221,49 @@ def finetune(
     module = FinetuneModule(
         adapter, model, ds.lat.values, settings.learning_rate, settings.backbone_learning_rate
     )
-    result = fit(
-        module,
-        loaders[0],
-        loaders[1],
-        epochs=settings.epochs,
-        checkpoint_dir=checkpoint_dir,
-        settings={**asdict(settings), "backbone": str(backbone_weights)},
-        seed=settings.seed,
-        precision="bf16-mixed" if on_gpu else None,
-    )
-    config = {
-        "mode": settings.mode,
-        "targets": list(settings.targets),
-        "hidden": list(settings.hidden),
-        "lora": {"rank": settings.lora_rank, "alpha": settings.lora_alpha},
-        "scaling": {s.target: {"target": s.target, **s.config()} for s in scalings},
-        "units": {t: ds[t].attrs.get("units", "") for t in settings.targets},
-        "backbone": backbone_config,
-    }
-    save_trained(model.cpu(), settings.mode, weights_path, config, config_path)
-    epochs_run = max(1, result["epochs"])
-    summary = {
-        "task": "finetune",
-        "mode": settings.mode,
-        "model": f"{backbone_config['model']}-{backbone_config['size']}",
-        "targets": list(settings.targets),
-        "trainable_parameters": count_trainable(model),
-        "total_parameters": sum(p.numel() for p in model.parameters()),
-        "n_train": len(train_idx),
-        "n_val": len(val_idx),
-        "wall_time_per_epoch_s": result["wall_time_s"] / epochs_run,
-        **result,
-        "settings": asdict(settings),
-    }
-    write_json(summary, summary_path)
+    inputs = [
+        *store_paths,
+        static_path,
+        stats_path,
+        climatology_path,
+        backbone_weights,
+        backbone_config_path,
+    ]
+    with training_run(checkpoint_dir, asdict(settings), inputs) as run:
+        result = fit(
+            module,
+            loaders[0],
+            loaders[1],
+            run=run,
+            epochs=settings.epochs,
+            seed=settings.seed,
+            precision="bf16-mixed" if on_gpu else None,
+            checkpoint_every_n_steps=settings.checkpoint_every_n_steps,
+        )
+        config = {
+            "mode": settings.mode,
+            "targets": list(settings.targets),
+            "hidden": list(settings.hidden),
+            "lora": {"rank": settings.lora_rank, "alpha": settings.lora_alpha},
+            "scaling": {s.target: {"target": s.target, **s.config()} for s in scalings},
+            "units": {t: ds[t].attrs.get("units", "") for t in settings.targets},
+            "backbone": backbone_config,
+        }
+        save_trained(model.cpu(), settings.mode, weights_path, config, config_path)
+        summary = {
+            "task": "finetune",
+            "mode": settings.mode,
+            "model": f"{backbone_config['model']}-{backbone_config['size']}",
+            "targets": list(settings.targets),
+            "trainable_parameters": count_trainable(model),
+            "total_parameters": sum(p.numel() for p in model.parameters()),
+            "n_train": len(train_idx),
+            "n_val": len(val_idx),
+            **result,
+            "settings": asdict(settings),
+        }
+        write_json(summary, summary_path)
+        run.complete([weights_path, config_path, summary_path])
     return summary
 
 

@@ -21,7 +21,7 @@ from eofm.io import write_json
 from eofm.models.weather import get_adapter
 from eofm.models.weather.base import BackboneAdapter
 from eofm.models.weather.decoder import count_trainable
-from eofm.train.fit import TrainingSettings, fit
+from eofm.train.fit import TrainingSettings, fit, training_run
 from eofm.train.windows import ForecastWindows, open_months, valid_times
 
 
@@ -92,8 +92,8 @@ def pretrain(
 
     ``stats_path`` (the training-period statistics JSON) normalises backbones that use it.
     """
+    L.seed_everything(settings.seed, verbose=False)  # before any module is built
     adapter = get_adapter(settings.model, settings.size, static_path, settings.levels, stats_path)
-    L.seed_everything(settings.seed, verbose=False)
     model = adapter.build()
     ds = open_months(store_paths)
     times = valid_times(
@@ -111,30 +111,32 @@ def pretrain(
     ]
     module = ForecastModule(adapter, model, settings.learning_rate)
     initial = _mean_loss(adapter, model, loaders[1])
-    result = fit(
-        module,
-        loaders[0],
-        loaders[1],
-        epochs=settings.epochs,
-        checkpoint_dir=checkpoint_dir,
-        settings=asdict(settings),
-        seed=settings.seed,
-    )
-    final = _mean_loss(adapter, model, loaders[1])
-    save_weights(model.cpu(), weights_path, adapter.config(), config_path)
-    summary = {
-        "task": "pretrain",
-        "model": f"{settings.model}-{settings.size}",
-        "trainable_parameters": count_trainable(model),
-        "n_train": len(train_times),
-        "n_val": len(val_times),
-        "val_loss_initial": initial,
-        "val_loss_final": final,
-        "val_loss_ratio": final / initial,
-        **{k: v for k, v in result.items() if k != "metrics"},
-        "settings": asdict(settings),
-    }
-    write_json(summary, summary_path)
+    with training_run(checkpoint_dir, asdict(settings), [*store_paths, static_path]) as run:
+        result = fit(
+            module,
+            loaders[0],
+            loaders[1],
+            run=run,
+            epochs=settings.epochs,
+            seed=settings.seed,
+            checkpoint_every_n_steps=settings.checkpoint_every_n_steps,
+        )
+        final = _mean_loss(adapter, model, loaders[1])
+        save_weights(model.cpu(), weights_path, adapter.config(), config_path)
+        summary = {
+            "task": "pretrain",
+            "model": f"{settings.model}-{settings.size}",
+            "trainable_parameters": count_trainable(model),
+            "n_train": len(train_times),
+            "n_val": len(val_times),
+            "val_loss_initial": initial,
+            "val_loss_final": final,
+            "val_loss_ratio": final / initial,
+            **{k: v for k, v in result.items() if k != "metrics"},
+            "settings": asdict(settings),
+        }
+        write_json(summary, summary_path)
+        run.complete([weights_path, config_path, summary_path])
     return summary
 
 
