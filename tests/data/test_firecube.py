@@ -168,7 +168,11 @@ def test_missing_variable_is_a_clear_error(stats_path, tmp_path) -> None:
 
 
 def _cfg(**extra):
-    return {"start": "2020-07-01", "stop": "2020-07-04", "sample": {"ny": 8, "nx": 10}, **extra}
+    """The ``firecube`` section of a config dict, as the workflow's script passes it."""
+    from eofm.config import FirecubeSettings
+
+    section = {"start": "2020-07-01", "stop": "2020-07-04", "sample": {"ny": 8, "nx": 10}}
+    return FirecubeSettings.from_dict({**section, **extra})
 
 
 @pytest.fixture
