@@ -293,3 +293,18 @@ def test_local_route_names_file_and_missing_variable(tmp_path, small_cube_nc, po
     ):
         fetch_firecube(tmp_path / "c.zarr", _cfg(source="local", path=str(broken)), policy)
     assert not (tmp_path / "c.zarr").exists()
+
+
+def test_routes_without_their_setting_name_the_key(tmp_path, policy):
+    from eofm.config import FirecubeSettings
+    from eofm.data.firecube import fetch_firecube
+    from eofm.errors import ConfigError
+
+    for settings, key in [
+        (FirecubeSettings(source="local"), r"firecube\.path is not set"),
+        (FirecubeSettings(source="http"), r"firecube\.url is not set"),
+        (FirecubeSettings(source="none"), r"firecube\.source: 'none' has no fetch route"),
+    ]:
+        with pytest.raises(ConfigError, match=key):
+            fetch_firecube(tmp_path / "c.zarr", settings, policy)
+    assert not (tmp_path / "c.zarr").exists()
