@@ -37,6 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.fakes, for the CDS-layout input files
 
+from eofm.config import Era5Settings  # noqa: E402
 from eofm.data.era5 import cds_requests, fetch_era5_month  # noqa: E402
 from eofm.data.fetch import RetryPolicy  # noqa: E402
 from eofm.data.sample import SampleGrid, generate_month  # noqa: E402
@@ -83,12 +84,13 @@ def main() -> None:
         arrays = [month[name].values for name in month.data_vars]
         size_mb = month.nbytes / MB
 
-        cfg = {"source": "local", "levels": args.levels, "step_hours": 6}
         inputs = work / "netcdf"
         inputs.mkdir()
-        for label, _collection, request in cds_requests(args.month, {**cfg, "cds": {}}):
+        era5 = Era5Settings.from_dict(
+            {"source": "local", "levels": args.levels, "local": {"paths": [str(inputs / "*.nc")]}}
+        )
+        for label, _collection, request in cds_requests(args.month, era5):
             era5_netcdf(request, args.nlat, args.nlon).to_netcdf(inputs / f"{label}.nc")
-        cfg["local"] = {"paths": [str(inputs / "*.nc")]}
         policy = RetryPolicy()
 
         results: dict[str, list[float]] = {"raw": [], "write_store": [], "era5 local": []}
@@ -100,7 +102,7 @@ def main() -> None:
             )
             out = work / f"local{k}.zarr"
             results["era5 local"].append(
-                timed(lambda out=out: fetch_era5_month(args.month, out, cfg, policy))
+                timed(lambda out=out: fetch_era5_month(args.month, out, era5, policy))
             )
             written["era5 local"] = open_store(out).nbytes / MB
         written["raw"] = written["write_store"] = size_mb

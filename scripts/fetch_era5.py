@@ -1,5 +1,6 @@
 """Fetch one month (or the static fields) of ERA5 from the configured real route."""
 
+from eofm.config import load
 from eofm.data.era5 import fetch_era5_month, fetch_era5_static
 from eofm.data.fetch import RetryPolicy
 from eofm.logs import job_log
@@ -7,9 +8,10 @@ from eofm.logs import job_log
 # Settings come from the config; the rule's params list only those that shape the store,
 # so that retry policy, publication lag or the period never trigger a refetch.
 with job_log(snakemake.log[0]):
-    policy = RetryPolicy.from_config(snakemake.config["fetch"])
+    settings = load(snakemake.config)
+    policy = RetryPolicy.from_settings(settings.fetch)
     month = snakemake.wildcards.get("month")
     if month:
-        fetch_era5_month(month, snakemake.output.store, dict(snakemake.config["era5"]), policy)
+        fetch_era5_month(month, snakemake.output.store, settings.era5, policy)
     else:
-        fetch_era5_static(snakemake.output.store, dict(snakemake.config["era5"]), policy)
+        fetch_era5_static(snakemake.output.store, settings.era5, policy)

@@ -1,5 +1,6 @@
 """Fetch one month (or the static fields) of MERRA-2 from the configured route."""
 
+from eofm.config import load
 from eofm.data.fetch import RetryPolicy
 from eofm.data.merra2 import fetch_merra2_month, fetch_merra2_static
 from eofm.logs import job_log
@@ -7,9 +8,10 @@ from eofm.logs import job_log
 # Settings come from the config; the rule's params list only those that shape the store,
 # so that retry policy, publication lag or the period never trigger a refetch.
 with job_log(snakemake.log[0]):
-    policy = RetryPolicy.from_config(snakemake.config["fetch"])
+    settings = load(snakemake.config)
+    policy = RetryPolicy.from_settings(settings.fetch)
     month = snakemake.wildcards.get("month")
     if month:
-        fetch_merra2_month(month, snakemake.output.store, dict(snakemake.config["merra2"]), policy)
+        fetch_merra2_month(month, snakemake.output.store, settings.merra2, policy)
     else:
-        fetch_merra2_static(snakemake.output.store, dict(snakemake.config["merra2"]), policy)
+        fetch_merra2_static(snakemake.output.store, settings.merra2, policy)

@@ -1,5 +1,6 @@
 """Fetch one month of one sensor's scenes over one area onto the area's grid."""
 
+from eofm.config import load
 from eofm.data.fetch import RetryPolicy
 from eofm.data.tiles import fetch_tiles_month
 from eofm.logs import job_log
@@ -7,12 +8,13 @@ from eofm.logs import job_log
 # Settings come from the config; the rule's params list only those that shape the store,
 # so that retry policy, publication lag or the period never trigger a refetch.
 with job_log(snakemake.log[0]):
+    settings = load(snakemake.config)
     w = snakemake.wildcards
     fetch_tiles_month(
         w.area,
         w.sensor,
         w.month,
         snakemake.output.store,
-        dict(snakemake.config["tiles"]),
-        RetryPolicy.from_config(snakemake.config["fetch"]),
+        settings.tiles,
+        RetryPolicy.from_settings(settings.fetch),
     )

@@ -174,26 +174,62 @@ def test_load_does_not_touch_its_argument():
     assert config == before
 
 
-def test_section_dicts_give_the_data_modules_what_the_workflow_dict_gives():
-    """Until the data modules take typed settings, `as_dict` must read the same to them."""
-    from eofm.data import merra2, tiles
+def test_data_routes_take_typed_settings_and_keep_no_defaults_of_their_own():
+    """Each default lives in eofm.config: the data packages hold no default tables, their
+    entry points take the typed sections, and the library defaults that mirror config keys
+    (retry policy, sample grid) are read from the settings."""
+    import importlib
+    import inspect
+    import pkgutil
+    import typing
 
-    config = merged(RICH)
-    del config["merra2"]["collections"]  # the module's default, then
-    settings = cfg.load(config)
-    workflow = cfg.validate(copy.deepcopy(config))
-    assert merra2.merra2_config(settings.merra2.as_dict()) == merra2.merra2_config(
-        workflow["merra2"]
-    )
-    typed = settings.tiles.as_dict()
-    for key in ("start", "stop"):  # resolved from the period in the typed settings
-        typed.pop(key)
-        workflow["tiles"].pop(key, None)
-    assert tiles._merged(typed) == tiles._merged(workflow["tiles"])
-    # the defaults the modules still hold agree with the settings'
-    assert merra2.DEFAULTS["collections"] == cfg.PRITHVI_COLLECTIONS
-    assert merra2.DEFAULTS["static"] == cfg.PRITHVI_STATIC
-    assert tiles.DEFAULTS["gdal"] == cfg.GDAL_DEFAULTS
+    import eofm.data
+    from eofm.data.era5 import fetch_era5_month, fetch_era5_static
+    from eofm.data.fetch import RetryPolicy
+    from eofm.data.firecube import fetch_firecube
+    from eofm.data.ingest import sample_grid
+    from eofm.data.merra2 import fetch_merra2_month, fetch_merra2_static
+    from eofm.data.sample import SampleGrid
+    from eofm.data.tiles import fetch_tiles_month
+
+    for info in pkgutil.walk_packages(eofm.data.__path__, "eofm.data."):
+        module = importlib.import_module(info.name)
+        kept = {"DEFAULTS", "merra2_config", "_merged", "DEFAULT_ARCO_URL"} & set(vars(module))
+        assert not kept, f"{info.name} keeps {kept}; defaults belong in eofm.config"
+    for function, section in [
+        (fetch_era5_month, cfg.Era5Settings),
+        (fetch_era5_static, cfg.Era5Settings),
+        (fetch_merra2_month, cfg.Merra2Settings),
+        (fetch_merra2_static, cfg.Merra2Settings),
+        (fetch_tiles_month, cfg.TilesSettings),
+        (fetch_firecube, cfg.FirecubeSettings),
+        (sample_grid, cfg.Era5Settings),
+    ]:
+        hints = typing.get_type_hints(function)
+        params = inspect.signature(function).parameters
+        assert section in [hints[name] for name in params], function.__qualname__
+    assert RetryPolicy() == RetryPolicy.from_settings(cfg.FetchSettings())
+    assert SampleGrid() == sample_grid(cfg.Era5Settings())
+
+
+def test_load_lays_given_maps_over_merged_defaults():
+    """`servers` and `gdal` keep the defaults a config does not name, as the data modules'
+    own merging did before they took typed settings."""
+    settings = cfg.load(merged(RICH))
+    assert settings.tiles.gdal == {**cfg.GDAL_DEFAULTS, "GDAL_HTTP_MAX_RETRY": "5"}
+    servers = settings.merra2.servers
+    assert servers["goldsmr4"] == "http://127.0.0.1:1/data"
+    assert servers["goldsmr5"] == cfg.Merra2Settings().servers["goldsmr5"]
+    assert cfg.load(merged()).tiles.gdal == cfg.GDAL_DEFAULTS
+
+
+def test_section_from_dict_checks_keys_and_fills_defaults():
+    era5 = cfg.Era5Settings.from_dict({"source": "local", "cds": {"timeout": 5}})
+    assert era5.cds.timeout == 5 and era5.cds.data_format == "grib" and era5.levels
+    with pytest.raises(cfg.ConfigError, match=r"Era5Settings: \['cds'\]\['timout'\].*'timeout'"):
+        cfg.Era5Settings.from_dict({"cds": {"timout": 5}})
+    with pytest.raises(cfg.ConfigError, match=r"Era5Settings: \['coarsen'\]: 0 is less than"):
+        cfg.Era5Settings.from_dict({"coarsen": 0})
 
 
 def test_render_readme_replaces_only_the_tables():

@@ -14,6 +14,7 @@ import xarray as xr
 
 import eofm
 from eofm import errors
+from eofm.config import TilesSettings
 from eofm.data.credentials import cds_credentials, earthdata_credentials
 from eofm.data.fetch import RetryPolicy, with_retries
 from eofm.data.qc import require_passed
@@ -112,7 +113,8 @@ def _fail_contract() -> None:
 
 
 def _fail_tiles(tmp_path: Path) -> None:
-    fetch_tiles_month("nowhere", "modis", "2020-01", tmp_path / "t.zarr", {}, RetryPolicy())
+    tiles = TilesSettings()
+    fetch_tiles_month("nowhere", "modis", "2020-01", tmp_path / "t.zarr", tiles, RetryPolicy())
 
 
 def _fail_hub(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from eofm import __version__
-from eofm.config import Era5Settings
+from eofm.config import Era5Grid, Era5Settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,12 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"wrote {path}")
         return 0
     if args.command == "sample":
-        from eofm.data.ingest import ingest_sample_month
-        from eofm.data.sample import SampleGrid
+        from eofm.data.ingest import ingest_sample_month, sample_grid
 
-        path = ingest_sample_month(
-            args.month, args.out, SampleGrid(args.nlat, args.nlon), args.seed
-        )
+        era5.grid = Era5Grid(nlat=args.nlat, nlon=args.nlon)
+        path = ingest_sample_month(args.month, args.out, sample_grid(era5), args.seed)
         print(path)
         return 0
     if args.command == "qc":

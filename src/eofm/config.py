@@ -66,6 +66,7 @@ def setting(
     values: Mapping[str, Any] | None = None,
     keys: tuple[str, ...] | None = None,
     date: bool = False,
+    merge: bool = False,
     **constraints: Any,
 ) -> Any:
     """A dataclass field with its description and schema constraints.
@@ -74,7 +75,8 @@ def setting(
     ``fill``: the schema fills the default in (False: only `load` does). ``shown``: the
     README's default column when the value itself says too little. ``items``/``values``:
     constraints of list items / dict values. ``keys``: the only keys a dict may have.
-    ``date``: a ``YYYY-MM-DD`` string checked against the calendar.
+    ``date``: a ``YYYY-MM-DD`` string checked against the calendar. ``merge``: a given dict
+    is laid key by key over the default dict (`load`), instead of replacing it.
     """
     unknown = set(constraints) - set(_CONSTRAINTS)
     if unknown:
@@ -88,6 +90,7 @@ def setting(
         "values": dict(values or {}),
         "keys": keys,
         "date": date,
+        "merge": merge,
         "constraints": constraints,
     }
     if isinstance(default, type) and dataclasses.is_dataclass(default):
@@ -99,7 +102,28 @@ def setting(
 
 
 class Section:
-    """Mixin of the section dataclasses: the dict form library code reads today."""
+    """Mixin of the section dataclasses: building one from a dict, and its dict form."""
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None = None) -> typing.Self:
+        """This section from a (partial) dict of its keys, checked and filled as `load` does.
+
+        For code outside the workflow (tests, benchmarks, notebooks) that needs one section
+        without a whole config: unknown keys, the section's schema, then its defaults.
+        """
+        data = copy.deepcopy(dict(data or {}))
+        try:
+            found = _unknown_keys(cls, data, ())
+            if found:
+                raise ConfigError(found)
+            from jsonschema.exceptions import best_match
+
+            error = best_match(_filling_validator(_section_schema(cls)).iter_errors(data))
+            if error is not None:
+                raise ConfigError(f"{_where(error.absolute_path)}: {error.message}")
+        except ConfigError as e:
+            raise ConfigError(f"{cls.__name__}: {e}") from None
+        return _build(cls, data)
 
     def as_dict(self) -> dict[str, Any]:
         """This section as the workflow's dict (unset optional keys left out)."""
@@ -510,6 +534,7 @@ class Merra2Settings(Section):
             "goldsmr4": "https://goldsmr4.gesdisc.eosdis.nasa.gov/data",
             "goldsmr5": "https://goldsmr5.gesdisc.eosdis.nasa.gov/data",
         },
+        merge=True,
         doc="data server per name; the 2-D collections live on goldsmr4, the model-level one "
         "on goldsmr5",
     )
@@ -699,6 +724,7 @@ class TilesSettings(Section):
     gdal: dict[str, str] = setting(
         GDAL_DEFAULTS,
         fill=False,
+        merge=True,
         doc="GDAL config options for the reads, merged over these defaults; values are strings",
     )
 
@@ -1182,11 +1208,14 @@ def _build(tp: Any, value: Any) -> Any:
         return None
     if _is_section(tp):
         hints = _hints(tp)
-        kwargs = {
-            f.name: _build(hints[f.name], value[f.name])
-            for f in dataclasses.fields(tp)
-            if f.name in value
-        }
+        kwargs = {}
+        for f in dataclasses.fields(tp):
+            if f.name not in value:
+                continue
+            given = value[f.name]
+            if f.metadata.get("merge") and isinstance(given, dict):
+                given = {**_field_default(f), **given}
+            kwargs[f.name] = _build(hints[f.name], given)
         return tp(**kwargs)
     if origin in (typing.Union, types.UnionType):
         if not isinstance(value, dict):

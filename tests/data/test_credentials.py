@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from eofm.config import Era5Settings
 from eofm.data.credentials import (
     EarthdataCredentials,
     cds_credentials,
@@ -56,7 +57,9 @@ def test_missing_cds_credentials_raise_the_same_error_naming_env_and_file(bare, 
 
 
 def test_cds_route_without_credentials_fails_before_any_request(bare, tmp_path):
-    cfg = {"source": "cds", "levels": [500], "step_hours": 6, "cds": {"data_format": "netcdf"}}
+    cfg = Era5Settings.from_dict(
+        {"source": "cds", "levels": [500], "cds": {"data_format": "netcdf"}}
+    )
     for fetch in (
         lambda: fetch_era5_month("2020-01", tmp_path / "m.zarr", cfg, RetryPolicy(attempts=1)),
         lambda: fetch_era5_static(tmp_path / "s.zarr", cfg, RetryPolicy(attempts=1)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from eofm.config import Era5Cds, Era5Settings
 from eofm.data.era5 import (
     accumulate,
     coarsen_grid,
@@ -21,6 +23,7 @@ from eofm.data.fetch import FetchError, RetryPolicy
 from eofm.data.sample import month_times
 from eofm.data.store import open_store, validate_gridded
 from eofm.data.variables import ATMOSPHERIC, STATIC, SURFACE, TARGETS
+from eofm.errors import ConfigError
 from tests.fakes.arco import arco_dataset, chunk_path, serve_store, write_arco_store
 from tests.fakes.cds import (
     FakeCDS,
@@ -92,17 +95,17 @@ def arco(arco_files):
         yield truth, server, url
 
 
-def _arco_cfg(url: str, **extra) -> dict:
-    # step_hours 24 on a month cut short: the fake holds only a few days, so use a
-    # pseudo-month by patching month_times is not needed — we test "2020-02" in
-    # a store valid until 02-03 via a dedicated short store below.
-    return {
-        "source": "arco",
-        "levels": LEVELS,
-        "step_hours": 24,
-        "arco": {"url": url, "storage_options": {}},
-        **extra,
-    }
+def _era5(step_hours: int, **section) -> Era5Settings:
+    """An ``era5`` section. The fakes hold a few days, so tests take longer steps than the
+    workflow's 6 h (which the schema pins); the library takes any divisor of a day."""
+    return dataclasses.replace(Era5Settings.from_dict(section), step_hours=step_hours)
+
+
+def _arco_cfg(url: str, **extra) -> Era5Settings:
+    # step_hours 24 on "2020-02" in a store valid until 02-03 (see short_month)
+    return _era5(
+        24, source="arco", levels=LEVELS, arco={"url": url, "storage_options": {}}, **extra
+    )
 
 
 @pytest.fixture()
@@ -243,22 +246,36 @@ def test_coarsen_grid_soil_type_is_mode():
 
 
 def test_unknown_source_is_clear(tmp_path):
-    with pytest.raises(ValueError, match=r"unknown source 'ftp'.*'arco', 'cds', 'local'"):
-        fetch_era5_month("2020-01", tmp_path / "x.zarr", {"source": "ftp"}, FAST)
+    with pytest.raises(ConfigError, match=r"era5\.source: 'sample' has no fetch route.*'local'"):
+        fetch_era5_month("2020-01", tmp_path / "x.zarr", Era5Settings(source="sample"), FAST)
+    with pytest.raises(ConfigError, match=r"\['source'\]: 'ftp' is not one of"):
+        Era5Settings.from_dict({"source": "ftp"})
+
+
+def test_unordered_levels_name_the_key(tmp_path):
+    settings = _era5(12, source="local", levels=[850, 500], local={"paths": ["x.nc"]})
+    with pytest.raises(ConfigError, match=r"era5\.levels: expected ascending"):
+        fetch_era5_month("2020-01", tmp_path / "x.zarr", settings, FAST)
 
 
 # =========================================================================== local files
 
-LOCAL_CFG = {"source": "local", "levels": LEVELS, "step_hours": 12}
+
+def _local(**local) -> Era5Settings:
+    return _era5(12, source="local", levels=LEVELS, local=local)
 
 
-def _write_month_files(tmp_path: Path, month: str, cfg: dict, legacy_tail: bool = True):
+LOCAL_CFG = _local()
+
+
+def _write_month_files(tmp_path: Path, month: str, cfg: Era5Settings, legacy_tail: bool = True):
     """Files as the CDS would deliver them for ``month`` (new layout; the previous day's
     hours in the legacy layout, to prove both are read together)."""
     from eofm.data.era5.cds import cds_requests
 
     paths = []
-    for label, _, request in cds_requests(month, {**cfg, "cds": {"data_format": "netcdf"}}):
+    netcdf = dataclasses.replace(cfg, cds=Era5Cds(data_format="netcdf"))
+    for label, _, request in cds_requests(month, netcdf):
         legacy = legacy_tail and label == "accumulated-previous-day"
         ds = era5_netcdf(request, 8, 16, legacy=legacy)
         paths.append(write_netcdf(ds, tmp_path / f"{label}.nc"))
@@ -283,7 +300,7 @@ def _expected_from_netcdf(ds: xr.Dataset, month: str, step_hours: int) -> None:
 
 def test_local_new_and_legacy_netcdf(tmp_path):
     _write_month_files(tmp_path, "2020-02", LOCAL_CFG)
-    cfg = {**LOCAL_CFG, "local": {"paths": [str(tmp_path / "*.nc")]}}
+    cfg = _local(paths=[str(tmp_path / "*.nc")])
     out = fetch_era5_month("2020-02", tmp_path / "out" / "m.zarr", cfg, FAST)
     ds = open_store(out).load()
     _assert_month_contract(ds, "2020-02", 12, LEVELS)
@@ -300,7 +317,7 @@ def test_local_new_and_legacy_netcdf(tmp_path):
 
 def test_local_missing_variable_names_file_and_variable(tmp_path):
     paths = _write_month_files(tmp_path, "2020-02", LOCAL_CFG)
-    cfg = {**LOCAL_CFG, "local": {"paths": [str(p) for p in paths if "pressure" not in p.name]}}
+    cfg = _local(paths=[str(p) for p in paths if "pressure" not in p.name])
     out = tmp_path / "m.zarr"
     with pytest.raises(
         ValueError, match=r"variable 'z' not found in .*instant\.nc.*'geopotential'"
@@ -311,13 +328,13 @@ def test_local_missing_variable_names_file_and_variable(tmp_path):
 
 def test_local_missing_previous_hours_is_clear(tmp_path):
     paths = _write_month_files(tmp_path, "2020-02", LOCAL_CFG)
-    cfg = {**LOCAL_CFG, "local": {"paths": [str(p) for p in paths if "previous" not in p.name]}}
+    cfg = _local(paths=[str(p) for p in paths if "previous" not in p.name])
     with pytest.raises(ValueError, match=r"'tp' lacks hourly values at 2020-01-31T19"):
         fetch_era5_month("2020-02", tmp_path / "m.zarr", cfg, FAST)
 
 
 def test_local_no_files_match(tmp_path):
-    cfg = {**LOCAL_CFG, "local": {"paths": [str(tmp_path / "none-*.nc")]}}
+    cfg = _local(paths=[str(tmp_path / "none-*.nc")])
     with pytest.raises(FileNotFoundError, match=r"era5.local.paths: no files match"):
         fetch_era5_month("2020-02", tmp_path / "m.zarr", cfg, FAST)
 
@@ -332,12 +349,12 @@ def test_local_grib(tmp_path, short_month):
             values = field_value("t", t[None], [p], lat, lon)[0, 0]
             records.append(("t", "isobaricInhPa", p, t, values))
     path = write_grib(tmp_path / "era5.grib", records)
-    cfg = {
-        "source": "local",
-        "levels": [500, 850],
-        "step_hours": 12,
-        "local": {"paths": [str(path)], "variables": ["2t", "t"]},
-    }
+    cfg = _era5(
+        12,
+        source="local",
+        levels=[500, 850],
+        local={"paths": [str(path)], "variables": ["2t", "t"]},
+    )
     out = fetch_era5_month("2020-01", tmp_path / "m.zarr", cfg, FAST)
     ds = open_store(out).load()
     validate_gridded(ds, "grib")
@@ -361,12 +378,9 @@ def test_local_grib_accumulations_in_forecast_layout_sum_to_6h(tmp_path):
     ).astype("datetime64[ns]")
     hourly = 1e-4 * (1.0 + field_value("tp", hours, None, lat, lon) % 3.0)
     path = write_grib_accumulated(tmp_path / "tp.grib", "tp", hours, hourly)
-    cfg = {
-        "source": "local",
-        "levels": [500],
-        "step_hours": 6,
-        "local": {"paths": [str(path)], "variables": ["tp"]},
-    }
+    cfg = Era5Settings.from_dict(
+        {"source": "local", "levels": [500], "local": {"paths": [str(path)], "variables": ["tp"]}}
+    )
     out = fetch_era5_month("2020-01", tmp_path / "m.zarr", cfg, FAST)
     tp = open_store(out)["tp"].load()
     steps = month_times("2020-01", 6)
@@ -381,12 +395,12 @@ def test_local_grib_accumulations_in_forecast_layout_sum_to_6h(tmp_path):
 @pytest.mark.realdata
 def test_local_era_interim_real_file(tmp_path):
     path = real_file("era-interim/eraint_uvz.nc")
-    cfg = {
-        "source": "local",
-        "levels": [200, 500, 850],
-        "step_hours": 24 * 31,  # the file is a monthly climatology: one step for January
-        "local": {"paths": [str(path)], "variables": ["z", "u", "v"]},
-    }
+    cfg = _era5(
+        24 * 31,  # the file is a monthly climatology: one step for January
+        source="local",
+        levels=[200, 500, 850],
+        local={"paths": [str(path)], "variables": ["z", "u", "v"]},
+    )
     out = fetch_era5_month("2001-01", tmp_path / "m.zarr", cfg, FAST)
     ds = open_store(out).load()
     validate_gridded(ds, "era-interim")
@@ -419,13 +433,13 @@ def cds(monkeypatch, tmp_path):
         yield fake
 
 
-def _cds_cfg(**cds) -> dict:
-    return {
-        "source": "cds",
-        "levels": LEVELS,
-        "step_hours": 12,
-        "cds": {"data_format": "netcdf", "sleep_max": 0.01, "progress": False, **cds},
-    }
+def _cds_cfg(**cds) -> Era5Settings:
+    return _era5(
+        12,
+        source="cds",
+        levels=LEVELS,
+        cds={"data_format": "netcdf", "sleep_max": 0.01, "progress": False, **cds},
+    )
 
 
 def test_cds_month_end_to_end_without_leaking_the_key(cds, short_month, tmp_path, caplog, capfd):

@@ -168,7 +168,11 @@ def test_missing_variable_is_a_clear_error(stats_path, tmp_path) -> None:
 
 
 def _cfg(**extra):
-    return {"start": "2020-07-01", "stop": "2020-07-04", "sample": {"ny": 8, "nx": 10}, **extra}
+    """The ``firecube`` section of a config dict, as the workflow's script passes it."""
+    from eofm.config import FirecubeSettings
+
+    section = {"start": "2020-07-01", "stop": "2020-07-04", "sample": {"ny": 8, "nx": 10}}
+    return FirecubeSettings.from_dict({**section, **extra})
 
 
 @pytest.fixture
@@ -288,4 +292,19 @@ def test_local_route_names_file_and_missing_variable(tmp_path, small_cube_nc, po
         r"'ignition_points'",
     ):
         fetch_firecube(tmp_path / "c.zarr", _cfg(source="local", path=str(broken)), policy)
+    assert not (tmp_path / "c.zarr").exists()
+
+
+def test_routes_without_their_setting_name_the_key(tmp_path, policy):
+    from eofm.config import FirecubeSettings
+    from eofm.data.firecube import fetch_firecube
+    from eofm.errors import ConfigError
+
+    for settings, key in [
+        (FirecubeSettings(source="local"), r"firecube\.path is not set"),
+        (FirecubeSettings(source="http"), r"firecube\.url is not set"),
+        (FirecubeSettings(source="none"), r"firecube\.source: 'none' has no fetch route"),
+    ]:
+        with pytest.raises(ConfigError, match=key):
+            fetch_firecube(tmp_path / "c.zarr", settings, policy)
     assert not (tmp_path / "c.zarr").exists()

@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 import requests
 
+from eofm.config import PRITHVI_LEVELS, Merra2Settings
 from eofm.data import merra2
 from eofm.data.fetch import FetchError, RetryPolicy
 from eofm.data.merra2 import CredentialsError, fetch_merra2_month, fetch_merra2_static
 from eofm.data.store import open_store
+from eofm.errors import ConfigError
 from tests.fakes.gesdisc import (
     FakeEarthaccess,
     FakeGesdisc,
@@ -29,6 +31,11 @@ from tests.fakes.realdata import real_file
 FAST = RetryPolicy(attempts=4, backoff=0.01, read_timeout=2.0)
 MONTH = "2021-02"
 LND = {"M2T1NXLND": ["GWETROOT", "LAI"]}
+
+
+def _m2(section: dict) -> Merra2Settings:
+    """The ``merra2`` section of a config dict, as the workflow's scripts pass it."""
+    return Merra2Settings.from_dict(section)
 
 
 @pytest.fixture
@@ -81,7 +88,7 @@ def test_local_real_file_rolled_flipped_and_averaged(tmp_path, env):
         "step_hours": 1,
         "local": {"paths": [str(path)]},
     }
-    out = fetch_merra2_month("2021-01", tmp_path / "m.zarr", cfg, FAST)
+    out = fetch_merra2_month("2021-01", tmp_path / "m.zarr", _m2(cfg), FAST)
     ds = open_store(out)
     assert ds["PS"].dims == ("time", "lat", "lon")
     assert ds.sizes == {"time": 1, "lat": 361, "lon": 576}
@@ -111,7 +118,7 @@ def test_local_fake_files_need_the_asked_variables(tmp_path, env):
         "local": {"paths": [str(tmp_path / "in" / "*.nc4")]},
     }
     with pytest.raises(ValueError, match=r"MERRA2_40\d\.tavg1_2d_lnd_Nx.*SNOMAS"):
-        fetch_merra2_month(MONTH, tmp_path / "m.zarr", cfg, FAST)
+        fetch_merra2_month(MONTH, tmp_path / "m.zarr", _m2(cfg), FAST)
     assert not (tmp_path / "m.zarr").exists()
 
 
@@ -127,7 +134,7 @@ def test_local_partial_month_uses_the_previous_day_for_the_first_step(tmp_path, 
         "step_hours": 24,
         "local": {"paths": [str(src / "MERRA2_*.nc4")]},
     }
-    ds = open_store(fetch_merra2_month(MONTH, tmp_path / "m.zarr", cfg, FAST))
+    ds = open_store(fetch_merra2_month(MONTH, tmp_path / "m.zarr", _m2(cfg), FAST))
     times = ds["time"].values
     expected_times = np.array(["2021-02-01T00:00", "2021-02-02T00:00"], dtype="datetime64[ns]")
     np.testing.assert_array_equal(times, expected_times)
@@ -137,25 +144,35 @@ def test_local_partial_month_uses_the_previous_day_for_the_first_step(tmp_path, 
     assert len(json.loads(ds.attrs["input_checksums"])) == 3
 
 
-def test_config_errors_are_clear():
-    with pytest.raises(ValueError, match=r"merra2\.source"):
-        merra2.merra2_config({"source": "ftp"})
-    with pytest.raises(ValueError, match="unknown collection 'M2XXX'"):
-        merra2.merra2_config({"collections": {"M2XXX": ["T"]}})
-    with pytest.raises(ValueError, match="step_hours"):
-        merra2.merra2_config({"step_hours": 0})
-    with pytest.raises(ValueError, match=r"merra2\.collections is empty"):
-        merra2.merra2_config({"collections": {}})
-    cfg = merra2.merra2_config({"collections": None, "publication_lag_days": 45})
-    assert cfg["levels"] == merra2.PRITHVI_LEVELS and cfg["step_hours"] == 3
-    assert set(cfg["collections"]) == {
+def test_config_errors_are_clear(tmp_path):
+    out = tmp_path / "m.zarr"
+    with pytest.raises(ConfigError, match=r"merra2\.source is 'none'; expected one of gesdisc"):
+        fetch_merra2_month(MONTH, out, Merra2Settings(), FAST)
+    with pytest.raises(ConfigError, match=r"merra2\.collections: unknown collection 'M2XXX'"):
+        fetch_merra2_month(
+            MONTH, out, _m2({"source": "local", "collections": {"M2XXX": ["T"]}}), FAST
+        )
+    with pytest.raises(ConfigError, match=r"merra2\.collections is empty"):
+        fetch_merra2_static(out, _m2({"source": "gesdisc", "collections": {}}), FAST)
+    with pytest.raises(ConfigError, match=r"\['step_hours'\]: 0 is not one of"):
+        _m2({"step_hours": 0})
+    with pytest.raises(ConfigError, match=r"\['source'\]: 'ftp' is not one of"):
+        _m2({"source": "ftp"})
+    assert not out.exists()
+    # the defaults are Prithvi WxC's, from eofm.config alone
+    cfg = _m2({"source": "gesdisc", "publication_lag_days": 45})
+    assert cfg.levels == PRITHVI_LEVELS and cfg.step_hours == 3
+    assert set(cfg.collections) == {
         "M2I3NVASM",
         "M2I1NXASM",
         "M2T1NXLND",
         "M2T1NXFLX",
         "M2T1NXRAD",
     }
-    assert sum(len(v) for k, v in cfg["collections"].items() if k != "M2I3NVASM") == 21
+    assert sum(len(v) for k, v in cfg.collections.items() if k != "M2I3NVASM") == 21
+    # a partial servers map is laid over the default one, key by key
+    one = _m2({"servers": {"goldsmr4": "http://127.0.0.1:1/data"}}).servers
+    assert one["goldsmr4"] == "http://127.0.0.1:1/data" and one["goldsmr5"].startswith("https://")
 
 
 # --------------------------------------------------------------------------- gesdisc
@@ -174,7 +191,7 @@ def test_gesdisc_netrc_through_urs_redirect(tmp_path, env, gesdisc):
     cfg = gesdisc.config(
         collections={"M2I3NVASM": ["T", "QV"], **LND}, levels=[34, 72], step_hours=12
     )
-    out = fetch_merra2_month(MONTH, tmp_path / "m.zarr", cfg, FAST)
+    out = fetch_merra2_month(MONTH, tmp_path / "m.zarr", _m2(cfg), FAST)
 
     # the login went through URS once, with basic auth, then the cookie carried on
     assert [r.path for r in gesdisc.urs.requests] == ["/oauth/authorize"]
@@ -241,7 +258,7 @@ def test_transient_faults_are_retried_and_resumed(tmp_path, env, gesdisc, caplog
     gesdisc.data.fail(day5, "truncate")
     cfg = gesdisc.config(collections={"M2I3NVASM": ["T"]}, levels=[72], step_hours=24)
     with caplog.at_level(logging.DEBUG):
-        out = fetch_merra2_month(MONTH, tmp_path / "m.zarr", cfg, FAST)
+        out = fetch_merra2_month(MONTH, tmp_path / "m.zarr", _m2(cfg), FAST)
 
     gets = _file_gets(gesdisc)
     assert gets.count(day3) == 3 and gets.count(day4) == 2 and gets.count(day5) == 2
@@ -267,7 +284,7 @@ def test_persistent_500_fails_clearly_then_rerun_reuses_cache(tmp_path, env, ges
     cfg = gesdisc.config(collections=LND, step_hours=24)
     out = tmp_path / "m.zarr"
     with pytest.raises(FetchError) as caught:
-        fetch_merra2_month(MONTH, out, cfg, FAST)
+        fetch_merra2_month(MONTH, out, _m2(cfg), FAST)
     message = str(caught.value)
     assert "merra2" in message and "2021-02-07" in message and "HTTP 500" in message
     assert f"{gesdisc.data.url}{day7}" in message and gesdisc.password not in message
@@ -279,7 +296,7 @@ def test_persistent_500_fails_clearly_then_rerun_reuses_cache(tmp_path, env, ges
     assert not any(p.name.startswith(day7.rsplit("/", 1)[1]) for p in cache.iterdir())
 
     before = len(_file_gets(gesdisc))
-    fetch_merra2_month(MONTH, out, cfg, FAST)
+    fetch_merra2_month(MONTH, out, _m2(cfg), FAST)
     fetched_again = _file_gets(gesdisc)[before:]
     assert day7 in fetched_again and len(fetched_again) == 28 - 6  # days 1-6 came from cache
     assert open_store(out).sizes["time"] == 28
@@ -290,7 +307,7 @@ def test_missing_day_names_collection_date_and_url(tmp_path, env, gesdisc):
     gesdisc.remove(gesdisc.file_path("M2T1NXLND", f"{MONTH}-11"))
     _login_env(env, gesdisc)
     with pytest.raises(FetchError, match=r"M2T1NXLND file for 2021-02-11") as caught:
-        fetch_merra2_month(MONTH, tmp_path / "m.zarr", gesdisc.config(collections=LND), FAST)
+        fetch_merra2_month(MONTH, tmp_path / "m.zarr", _m2(gesdisc.config(collections=LND)), FAST)
     assert gesdisc.month_dir("M2T1NXLND", MONTH) in str(caught.value)
     assert _file_gets(gesdisc) == []  # checked before downloading anything
 
@@ -298,7 +315,7 @@ def test_missing_day_names_collection_date_and_url(tmp_path, env, gesdisc):
 def test_no_credentials_fails_fast_without_prompting(tmp_path, env, gesdisc):
     gesdisc.add_month("M2T1NXLND", MONTH)
     with pytest.raises(CredentialsError) as caught:
-        fetch_merra2_month(MONTH, tmp_path / "m.zarr", gesdisc.config(collections=LND), FAST)
+        fetch_merra2_month(MONTH, tmp_path / "m.zarr", _m2(gesdisc.config(collections=LND)), FAST)
     message = str(caught.value)
     for needed in ("EARTHDATA_TOKEN", "EARTHDATA_USERNAME", "EARTHDATA_PASSWORD", "NETRC"):
         assert needed in message
@@ -311,7 +328,7 @@ def test_wrong_password_is_refused_with_a_hint(tmp_path, env, gesdisc):
     env.setenv("EARTHDATA_USERNAME", gesdisc.user)
     env.setenv("EARTHDATA_PASSWORD", "wrong-password-123")
     with pytest.raises(FetchError, match="NASA GESDISC DATA ARCHIVE") as caught:
-        fetch_merra2_month(MONTH, tmp_path / "m.zarr", gesdisc.config(collections=LND), FAST)
+        fetch_merra2_month(MONTH, tmp_path / "m.zarr", _m2(gesdisc.config(collections=LND)), FAST)
     assert "wrong-password-123" not in str(caught.value)
     assert "EARTHDATA_USERNAME/EARTHDATA_PASSWORD" in str(caught.value)
 
@@ -320,7 +337,7 @@ def test_static_with_token_and_no_redirect(tmp_path, env, gesdisc):
     gesdisc.add_static("M2C0NXASM")
     gesdisc.add_static("M2C0NXCTM")
     env.setenv("EARTHDATA_TOKEN", gesdisc.token)
-    out = fetch_merra2_static(tmp_path / "static.zarr", gesdisc.config(), FAST)
+    out = fetch_merra2_static(tmp_path / "static.zarr", _m2(gesdisc.config()), FAST)
     assert gesdisc.urs.requests == []  # the Bearer token needs no login round trip
     ds = open_store(out)
     assert ds["PHIS"].dims == ("lat", "lon") and ds["FRACI"].dims == ("time", "lat", "lon")
@@ -344,11 +361,11 @@ def test_earthaccess_route_logs_in_without_prompting(tmp_path, env, gesdisc):
     cfg = {"source": "earthaccess", "collections": LND, "step_hours": 24}
 
     with pytest.raises(CredentialsError, match="EARTHDATA_TOKEN"):
-        fetch_merra2_month(MONTH, tmp_path / "m.zarr", cfg, FAST)
+        fetch_merra2_month(MONTH, tmp_path / "m.zarr", _m2(cfg), FAST)
     assert fake.logins == ["environment", "netrc"]
 
     env.setenv("EARTHDATA_TOKEN", "tok")
-    out = fetch_merra2_month(MONTH, tmp_path / "m.zarr", cfg, FAST)
+    out = fetch_merra2_month(MONTH, tmp_path / "m.zarr", _m2(cfg), FAST)
     assert fake.searches[-1] == {
         "short_name": "M2T1NXLND",
         "version": "5.12.4",
@@ -360,4 +377,4 @@ def test_earthaccess_route_logs_in_without_prompting(tmp_path, env, gesdisc):
 
     fake.months = {}  # CMR returns nothing: a clear error naming the missing days
     with pytest.raises(FetchError, match=r"M2T1NXLND granules missing for 20210201"):
-        fetch_merra2_month(MONTH, tmp_path / "m2.zarr", cfg, FAST)
+        fetch_merra2_month(MONTH, tmp_path / "m2.zarr", _m2(cfg), FAST)

@@ -17,8 +17,9 @@ from rasterio.enums import Resampling
 from rasterio.transform import Affine
 from rasterio.warp import reproject, transform_bounds
 
+from eofm.config import Area, TilesSettings
 from eofm.data.fetch import FetchError, RetryPolicy
-from eofm.data.tiles import DEFAULTS, TileError, area_grid, asset_key, fetch_tiles_month, s2_offset
+from eofm.data.tiles import TileError, area_grid, asset_key, fetch_tiles_month, s2_offset
 from tests.fakes.http_server import FakeServer
 from tests.fakes.realdata import real_file
 from tests.fakes.stac import SECRET, FakeStac, planted_signer
@@ -26,7 +27,7 @@ from tests.fakes.stac import SECRET, FakeStac, planted_signer
 POLICY = RetryPolicy(attempts=4, backoff=0.01, max_backoff=0.02, connect_timeout=2, read_timeout=5)
 UTM = "EPSG:32631"
 AREA = {"bbox": [2.998, 44.9985, 3.002, 45.0015], "crs": UTM, "resolution": 10}
-GRID = area_grid(AREA)
+GRID = area_grid(Area(**AREA))
 SINU = "+proj=sinu +lon_0=0 +x_0=0 +y_0=0 +R=6371007.181 +units=m +no_defs"
 CLEAR, CLOUD, SHADOW = 21824, 21824 - 64 + 8, 21824 | 16
 
@@ -53,14 +54,17 @@ def _sample(array: np.ndarray, transform: Affine) -> np.ndarray:
     return array[rows, cols]
 
 
-def _cfg(api: str, **extra) -> dict:
-    return {
-        "source": "stac",
-        "areas": {"tiny": AREA},
-        "stac": {"api": api, "sign": "none", "limit": 1},  # 1: pages are followed
-        "gdal": {"GDAL_HTTP_MAX_RETRY": "0", "GDAL_HTTP_RETRY_DELAY": "0.05"},
-        **extra,
-    }
+def _cfg(api: str, **extra) -> TilesSettings:
+    """The ``tiles`` section of a config dict, as the workflow's scripts pass it."""
+    return TilesSettings.from_dict(
+        {
+            "source": "stac",
+            "areas": {"tiny": AREA},
+            "stac": {"api": api, "sign": "none", "limit": 1},  # 1: pages are followed
+            "gdal": {"GDAL_HTTP_MAX_RETRY": "0", "GDAL_HTTP_RETRY_DELAY": "0.05"},
+            **extra,
+        }
+    )
 
 
 @pytest.fixture
@@ -330,7 +334,7 @@ def test_sentinel2_scl_keep_is_configurable(sentinel2, tmp_path):
 def test_s2_offset_rule():
     assert s2_offset("04.00", None) == -1000 and s2_offset("05.11", None) == -1000
     assert s2_offset("03.01", None) == 0 and s2_offset("04.00", None, applied=True) == 0
-    assert DEFAULTS["sentinel2"]["bands"] == ["B02", "B03", "B04", "B08", "B11", "B12"]
+    assert TilesSettings().sentinel2.bands == ["B02", "B03", "B04", "B08", "B11", "B12"]
 
 
 # --------------------------------------------------------------------------- MODIS
@@ -392,7 +396,7 @@ def test_planetary_computer_signer_from_config(landsat, tmp_path, monkeypatch):
 
     monkeypatch.setattr(planetary_computer, "sign", fake_sign)
     cfg = _cfg(stac.api)
-    cfg["stac"]["sign"] = "planetary_computer"
+    cfg.stac.sign = "planetary_computer"
     out = fetch_tiles_month("tiny", "landsat", "2023-06", tmp_path / "pc.zarr", cfg, POLICY)
     assert calls and all("?" not in href for href in calls)  # unsigned hrefs go in
     assert _grep_secret(out) == []
@@ -441,14 +445,16 @@ def test_local_landsat_geotiff_reprojected(tmp_path, caplog):
     link.parent.mkdir()
     link.symlink_to(real)
     area = {"bbox": [-77.6, 24.4, -77.3, 24.7], "crs": "EPSG:32617", "resolution": 300}
-    cfg = {
-        "source": "local",
-        "areas": {"bahamas": area},
-        "local": {"paths": {"landsat": [str(tmp_path / "in" / "*.TIF")]}},
-    }
+    cfg = TilesSettings.from_dict(
+        {
+            "source": "local",
+            "areas": {"bahamas": area},
+            "local": {"paths": {"landsat": [str(tmp_path / "in" / "*.TIF")]}},
+        }
+    )
     out = fetch_tiles_month("bahamas", "landsat", "2023-06", tmp_path / "l.zarr", cfg, POLICY)
     ds = xr.open_zarr(out, consolidated=False)
-    grid = area_grid(area)
+    grid = area_grid(Area(**area))
     assert ds.rio.crs == rasterio.crs.CRS.from_epsg(32617)
     assert ds.rio.transform().almost_equals(grid.transform)
     assert ds["lst"].attrs["units"] == "K" and ds.sizes["time"] == 1
@@ -474,12 +480,14 @@ def test_local_sentinel2_jpeg2000(tmp_path):
     raw = real_file("sentinel2-l1c-preview/B04.jp2")
     area = {"bbox": [-69.5, 48.4, -69.3, 48.6], "crs": "EPSG:32619", "resolution": 200}
     # the previews have no georeference: unusable as they are, with a clear error
-    cfg = {
-        "source": "local",
-        "areas": {"a": area},
-        "local": {"paths": {"sentinel2": [str(tmp_path / "raw" / "*.jp2")]}},
-        "sentinel2": {"bands": ["B04", "B08"]},
-    }
+    cfg = TilesSettings.from_dict(
+        {
+            "source": "local",
+            "areas": {"a": area},
+            "local": {"paths": {"sentinel2": [str(tmp_path / "raw" / "*.jp2")]}},
+            "sentinel2": {"bands": ["B04", "B08"]},
+        }
+    )
     (tmp_path / "raw").mkdir()
     for name in ("B04", "B08"):
         shutil.copy(
@@ -494,10 +502,10 @@ def test_local_sentinel2_jpeg2000(tmp_path):
         jp2 = tmp_path / "geo" / f"T19UDP_20170729T000000_{name}.jp2"
         shutil.copy(raw.with_name(f"{name}.jp2"), jp2)
         Path(f"{jp2}.aux.xml").write_text(_S2_GEOREF)
-    cfg["local"]["paths"]["sentinel2"] = [str(tmp_path / "geo" / "*.jp2")]
+    cfg.local.paths.sentinel2 = [str(tmp_path / "geo" / "*.jp2")]
     out = fetch_tiles_month("a", "sentinel2", "2017-07", tmp_path / "s2.zarr", cfg, POLICY)
     ds = xr.open_zarr(out, consolidated=False)
-    grid = area_grid(area)
+    grid = area_grid(Area(**area))
     assert ds.rio.crs == rasterio.crs.CRS.from_epsg(32619)
     assert ds.rio.transform().almost_equals(grid.transform)
     expected = _warp(tmp_path / "geo" / "T19UDP_20170729T000000_B04.jp2", grid)

@@ -15,12 +15,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from tqdm.auto import tqdm
 
+from eofm.config import FetchSettings
 from eofm.errors import FetchError, TransientError
 
 log = logging.getLogger(__name__)
@@ -29,15 +30,18 @@ T = TypeVar("T")
 _CHUNK = 1 << 20
 
 
+_FETCH = FetchSettings()  # the config's defaults are the policy's, so the two never disagree
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How hard to try: ``attempts`` in all, sleeping ``backoff`` × 2^k (capped) between."""
 
-    attempts: int = 5
-    backoff: float = 1.0
-    max_backoff: float = 60.0
-    connect_timeout: float = 10.0
-    read_timeout: float = 120.0
+    attempts: int = _FETCH.attempts
+    backoff: float = _FETCH.backoff
+    max_backoff: float = _FETCH.max_backoff
+    connect_timeout: float = _FETCH.connect_timeout
+    read_timeout: float = _FETCH.read_timeout
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
@@ -48,9 +52,15 @@ class RetryPolicy:
         return (self.connect_timeout, self.read_timeout)
 
     @classmethod
-    def from_config(cls, cfg: dict[str, Any] | None) -> RetryPolicy:
-        """Build from the config's ``fetch`` section (missing keys keep the defaults)."""
-        return cls(**{k: v for k, v in (cfg or {}).items() if k in cls.__dataclass_fields__})
+    def from_settings(cls, fetch: FetchSettings) -> RetryPolicy:
+        """The policy of the config's ``fetch`` section."""
+        return cls(
+            attempts=fetch.attempts,
+            backoff=fetch.backoff,
+            max_backoff=fetch.max_backoff,
+            connect_timeout=fetch.connect_timeout,
+            read_timeout=fetch.read_timeout,
+        )
 
 
 _SECRET_QUERY_KEYS = {"sig", "signature", "token", "key", "access_token", "apikey", "api_key"}

@@ -36,7 +36,6 @@ import json
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -46,8 +45,10 @@ from numpy.typing import ArrayLike
 from scipy import ndimage
 from scipy.special import ndtr, ndtri
 
+from eofm.config import FirecubeSettings
 from eofm.data.fetch import RetryPolicy, download, redact, sha256sum
 from eofm.data.store import write_store
+from eofm.errors import ConfigError
 
 LON_RANGE = (18.7, 28.9)  # x ascending
 LAT_RANGE = (42.3, 34.3)  # y descending
@@ -487,10 +488,10 @@ BUNDLED_STATS = Path(__file__).with_name("resources") / "firecube_mean_std_train
 REQUIRED_VARIABLES = ("burned_areas", "ignition_points")
 
 
-def fetch_firecube(out: str | Path, cfg: dict[str, Any], policy: RetryPolicy) -> Path:
+def fetch_firecube(out: str | Path, settings: FirecubeSettings, policy: RetryPolicy) -> Path:
     """Write the FireCube datacube (or its sample) as one Zarr store at ``out``.
 
-    ``cfg`` is the config's ``firecube`` section. ``source``:
+    ``settings`` is the config's ``firecube`` section. ``source``:
 
     - ``sample``: the offline generator on ``sample: {ny, nx, seed}`` pixels over
       ``start..stop``, driven by the bundled real statistics (or ``stats``, a path);
@@ -501,18 +502,18 @@ def fetch_firecube(out: str | Path, cfg: dict[str, Any], policy: RetryPolicy) ->
     The cube is checked (dims time/y/x, the fire targets present, y descending) and
     sliced to ``start..stop`` before it is written, one day per chunk.
     """
-    source = cfg.get("source", "sample")
-    start, stop = str(cfg["start"]), str(cfg["stop"])
+    source = settings.source
+    start, stop = settings.start, settings.stop
     if source == "sample":
-        ds = sample_firecube(cfg)
+        ds = sample_firecube(settings)
     elif source in ("http", "local"):
         if source == "http":
-            path = download_firecube(out, cfg, policy)
-            origin = redact(cfg["url"])
+            path = download_firecube(out, settings, policy)
+            origin = redact(str(settings.url))
         else:
-            if not cfg.get("path"):
-                raise ValueError("firecube.source is 'local' but firecube.path is not set")
-            path = Path(cfg["path"])
+            if not settings.path:
+                raise ConfigError("firecube.source is 'local' but firecube.path is not set")
+            path = Path(settings.path)
             origin = str(path)
         ds = open_firecube(path)
         ds = ds.sel(time=slice(start, stop))
@@ -527,24 +528,22 @@ def fetch_firecube(out: str | Path, cfg: dict[str, Any], policy: RetryPolicy) ->
         if source == "http":
             ds.attrs["input_checksums"] = json.dumps({Path(path).name: sha256sum(path)})
     else:
-        raise ValueError(f"firecube.source: unknown {source!r}; expected sample, http or local")
+        raise ConfigError(
+            f"firecube.source: {source!r} has no fetch route; expected sample, http or local"
+        )
     return write_store(ds, out, validate=False)
 
 
-def sample_firecube(cfg: dict[str, Any]) -> xr.Dataset:
+def sample_firecube(settings: FirecubeSettings) -> xr.Dataset:
     """The FireCube-like sample for the config's period and grid."""
-    sample = cfg.get("sample", {})
-    stats = load_firecube_stats(cfg.get("stats") or BUNDLED_STATS)
+    stats = load_firecube_stats(settings.stats or BUNDLED_STATS)
     times = np.arange(
-        np.datetime64(cfg["start"], "D"), np.datetime64(cfg["stop"], "D") + 1, dtype="datetime64[D]"
+        np.datetime64(settings.start, "D"),
+        np.datetime64(settings.stop, "D") + 1,
+        dtype="datetime64[D]",
     )
-    ds = generate_firecube(
-        stats,
-        times,
-        ny=int(sample.get("ny", 64)),
-        nx=int(sample.get("nx", 80)),
-        seed=int(sample.get("seed", 0)),
-    )
+    sample = settings.sample
+    ds = generate_firecube(stats, times, ny=sample.ny, nx=sample.nx, seed=sample.seed)
     ds.attrs.update(
         source="sample",
         source_url="eofm.data.firecube (offline generator)",
@@ -553,21 +552,21 @@ def sample_firecube(cfg: dict[str, Any]) -> xr.Dataset:
     return ds
 
 
-def download_firecube(out: str | Path, cfg: dict[str, Any], policy: RetryPolicy) -> Path:
+def download_firecube(out: str | Path, settings: FirecubeSettings, policy: RetryPolicy) -> Path:
     """Fetch the published cube file once; a complete earlier download is reused."""
-    url = cfg.get("url")
+    url = settings.url
     if not url:
-        raise ValueError("firecube.source is 'http' but firecube.url is not set")
+        raise ConfigError("firecube.source is 'http' but firecube.url is not set")
     name = Path(urlsplit(url).path).name or "firecube"
     dest = Path(f"{out}.download") / name
-    expected = cfg.get("sha256")
+    expected = settings.sha256
     if dest.is_file() and (expected is None or sha256sum(dest) == expected.lower()):
         return dest
     return download(
         url,
         dest,
         source="firecube",
-        period=f"{cfg['start']}..{cfg['stop']}",
+        period=f"{settings.start}..{settings.stop}",
         policy=policy,
         sha256=expected,
     )

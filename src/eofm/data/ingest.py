@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from eofm.config import Era5Settings
 from eofm.data.qc import check_store, require_passed
 from eofm.data.sample import SampleGrid, generate_month, generate_static, month_times
 from eofm.data.stats import compute_climatology, compute_stats
@@ -18,13 +19,13 @@ from eofm.data.store import write_store
 from eofm.io import read_json, write_json
 
 
-def sample_grid(grid: dict[str, int], levels: Sequence[int], step_hours: int) -> SampleGrid:
-    """The generator grid from the config's ``era5`` section."""
+def sample_grid(era5: Era5Settings) -> SampleGrid:
+    """The generator grid of the config's ``era5`` section."""
     return SampleGrid(
-        nlat=int(grid["nlat"]),
-        nlon=int(grid["nlon"]),
-        levels=tuple(int(x) for x in levels),
-        step_hours=int(step_hours),
+        nlat=era5.grid.nlat,
+        nlon=era5.grid.nlon,
+        levels=tuple(era5.levels),
+        step_hours=era5.step_hours,
     )
 
 

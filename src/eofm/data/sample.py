@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
+from eofm.config import Era5Settings
 from eofm.data.variables import ATMOSPHERIC, STATIC, SURFACE, TARGETS, lookup
 
 SOURCE = "sample"
@@ -37,14 +38,17 @@ MAX_OROGRAPHY = 40000.0  # m2 s-2, ~4 km
 SECONDS_PER_ACCUMULATION = 6 * 3600  # targets are 6 h accumulations, as the catalogue says
 
 
+_ERA5 = Era5Settings()  # the config's defaults are the grid's, so the two never disagree
+
+
 @dataclass(frozen=True)
 class SampleGrid:
     """Shape of the generated data: a regular global grid and pressure levels (hPa)."""
 
-    nlat: int = 32
-    nlon: int = 64
-    levels: tuple[int, ...] = (250, 500, 850, 1000)  # hPa, ascending pressure
-    step_hours: int = 6
+    nlat: int = _ERA5.grid.nlat
+    nlon: int = _ERA5.grid.nlon
+    levels: tuple[int, ...] = tuple(_ERA5.levels)  # hPa, ascending pressure
+    step_hours: int = _ERA5.step_hours
 
     def __post_init__(self) -> None:
         if self.nlat < 2 or self.nlon < 4:

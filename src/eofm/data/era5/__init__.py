@@ -1,7 +1,7 @@
 """ERA5 from the real archives into monthly stores with the sample generator's schema.
 
-Three routes, chosen by ``cfg["source"]``, one module each (what they share is in
-`eofm.data.era5.common`):
+Three routes, chosen by ``settings.source`` (an `eofm.config.Era5Settings`), one module
+each (what they share is in `eofm.data.era5.common`):
 
 * ``arco`` — Google's analysis-ready Zarr (``gs://gcp-public-data-arco-era5``), read
   lazily through fsspec, one time step at a time, with retries around every read;
@@ -29,13 +29,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from eofm.config import Era5Settings
 from eofm.data.era5 import arco, cds, local
 from eofm.data.era5.arco import arco_transient, era5_valid_until
 from eofm.data.era5.cds import PRESSURE_LEVELS, SINGLE_LEVELS, cds_requests
 from eofm.data.era5.common import (
     ACCUMULATED,
     ACCUMULATION_HOURS,
-    DEFAULT_ARCO_URL,
     LONG_NAMES,
     STATIC_LONG_NAMES,
     _unknown_source,
@@ -51,34 +51,33 @@ from eofm.data.fetch import RetryPolicy
 # =========================================================================== entry points
 
 
-def fetch_era5_month(month: str, out: str | os.PathLike, cfg: dict, policy: RetryPolicy) -> Path:
-    """Fetch one month of ERA5 by ``cfg["source"]`` and write it as a monthly store."""
-    source = cfg.get("source")
-    if source == "arco":
-        return arco.fetch_month(month, Path(out), cfg, policy)
-    if source == "cds":
-        return cds.fetch_month(month, Path(out), cfg, policy)
-    if source == "local":
-        return local.fetch_month(month, Path(out), cfg)
-    raise ValueError(_unknown_source(source))
+def fetch_era5_month(
+    month: str, out: str | os.PathLike, settings: Era5Settings, policy: RetryPolicy
+) -> Path:
+    """Fetch one month of ERA5 by ``settings.source`` and write it as a monthly store."""
+    if settings.source == "arco":
+        return arco.fetch_month(month, Path(out), settings, policy)
+    if settings.source == "cds":
+        return cds.fetch_month(month, Path(out), settings, policy)
+    if settings.source == "local":
+        return local.fetch_month(month, Path(out), settings)
+    raise _unknown_source(settings.source)
 
 
-def fetch_era5_static(out: str | os.PathLike, cfg: dict, policy: RetryPolicy) -> Path:
+def fetch_era5_static(out: str | os.PathLike, settings: Era5Settings, policy: RetryPolicy) -> Path:
     """Fetch the invariant fields (lsm, surface geopotential z, slt) as the static store."""
-    source = cfg.get("source")
-    if source == "arco":
-        return arco.fetch_static(Path(out), cfg, policy)
-    if source == "cds":
-        return cds.fetch_static(Path(out), cfg, policy)
-    if source == "local":
-        return local.fetch_static(Path(out), cfg)
-    raise ValueError(_unknown_source(source))
+    if settings.source == "arco":
+        return arco.fetch_static(Path(out), settings, policy)
+    if settings.source == "cds":
+        return cds.fetch_static(Path(out), settings, policy)
+    if settings.source == "local":
+        return local.fetch_static(Path(out), settings)
+    raise _unknown_source(settings.source)
 
 
 __all__ = [
     "ACCUMULATED",
     "ACCUMULATION_HOURS",
-    "DEFAULT_ARCO_URL",
     "LONG_NAMES",
     "PRESSURE_LEVELS",
     "SINGLE_LEVELS",

@@ -9,22 +9,20 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
+from eofm.config import Era5Settings
 from eofm.data.era5.common import (
     _HOUR,
     ACCUMULATED,
     ACCUMULATION_HOURS,
-    DEFAULT_ARCO_URL,
     LONG_NAMES,
     SOURCE_NAME,
     STATIC_LONG_NAMES,
     _check_complete,
-    _coarsen_factor,
     _finish,
     _iso,
     _levels,
     _required,
     _select_levels,
-    _step_hours,
     accumulate,
     coarsen_grid,
 )
@@ -41,9 +39,9 @@ from eofm.data.store import store_writer, write_store
 from eofm.data.variables import ATMOSPHERIC, STATIC
 
 
-def era5_valid_until(cfg: dict, policy: RetryPolicy) -> str:
+def era5_valid_until(settings: Era5Settings, policy: RetryPolicy) -> str:
     """ARCO's ``valid_time_stop`` (inclusive, UTC): the last hour with final ERA5 data."""
-    remote, url = _open_arco(cfg, policy, period="valid_time_stop")
+    remote, url = _open_arco(settings, policy, period="valid_time_stop")
     stop = remote.attrs.get("valid_time_stop")
     if not stop:
         raise FetchError(
@@ -56,15 +54,6 @@ def era5_valid_until(cfg: dict, policy: RetryPolicy) -> str:
 
 
 # =========================================================================== ARCO
-
-
-def _arco_cfg(cfg: dict) -> tuple[str, dict, bool | None]:
-    arco = cfg.get("arco") or {}
-    url = str(arco.get("url") or DEFAULT_ARCO_URL)
-    options = arco.get("storage_options")
-    options = {"token": "anon"} if options is None else dict(options)
-    consolidated = arco.get("consolidated")
-    return url, options, consolidated
 
 
 def arco_transient(err: BaseException) -> bool:
@@ -92,14 +81,14 @@ def arco_transient(err: BaseException) -> bool:
     return False
 
 
-def _open_arco(cfg: dict, policy: RetryPolicy, period: str) -> tuple[xr.Dataset, str]:
-    url, options, consolidated = _arco_cfg(cfg)
+def _open_arco(settings: Era5Settings, policy: RetryPolicy, period: str) -> tuple[xr.Dataset, str]:
+    url = settings.arco.url
 
     def call() -> xr.Dataset:
         return xr.open_zarr(
             url,
-            storage_options=options,
-            consolidated=consolidated,
+            storage_options=dict(settings.arco.storage_options),
+            consolidated=settings.arco.consolidated,
             chunks=None,
             decode_timedelta=False,
         )
@@ -135,10 +124,11 @@ def _rename_arco(ds: xr.Dataset, names: dict[str, str]) -> xr.Dataset:
     return standardise_gridded(ds, "arco")
 
 
-def fetch_month(month: str, out: Path, cfg: dict, policy: RetryPolicy) -> Path:
-    levels, step, factor = _levels(cfg), _step_hours(cfg), _coarsen_factor(cfg)
-    steps = month_times(month, step)
-    remote, url = _open_arco(cfg, policy, period=month)
+def fetch_month(month: str, out: Path, settings: Era5Settings, policy: RetryPolicy) -> Path:
+    """One month from the ARCO store, one step in memory at a time."""
+    levels, factor = _levels(settings), settings.coarsen
+    steps = month_times(month, settings.step_hours)
+    remote, url = _open_arco(settings, policy, period=month)
     where = f"{SOURCE_NAME}/arco {redact(url)} ({month})"
     start, stop = _arco_valid_range(remote, url, month)
     first_needed = steps[0] - (ACCUMULATION_HOURS - 1) * _HOUR
@@ -204,9 +194,10 @@ def _arco_provenance(url: str, remote: xr.Dataset) -> dict[str, str]:
     return attrs
 
 
-def fetch_static(out: Path, cfg: dict, policy: RetryPolicy) -> Path:
-    factor = _coarsen_factor(cfg)
-    remote, url = _open_arco(cfg, policy, period="static")
+def fetch_static(out: Path, settings: Era5Settings, policy: RetryPolicy) -> Path:
+    """The invariant fields from the ARCO store, at its first valid hour."""
+    factor = settings.coarsen
+    remote, url = _open_arco(settings, policy, period="static")
     where = f"{SOURCE_NAME}/arco {redact(url)} (static)"
     missing = [n for n in STATIC_LONG_NAMES.values() if n not in remote]
     if missing:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from eofm.config import Era5Settings
 from eofm.data.credentials import CDS_CREDENTIALS_HELP, cds_credentials
 from eofm.data.era5.common import (
     _HOUR,
@@ -21,11 +22,9 @@ from eofm.data.era5.common import (
     ACCUMULATION_HOURS,
     LONG_NAMES,
     SOURCE_NAME,
-    _coarsen_factor,
     _finish,
     _levels,
     _required,
-    _step_hours,
     fields_from_files,
     static_from_files,
     write_steps,
@@ -52,7 +51,7 @@ SINGLE_LEVELS = "reanalysis-era5-single-levels"
 PRESSURE_LEVELS = "reanalysis-era5-pressure-levels"
 
 
-def cds_requests(month: str, cfg: dict) -> list[tuple[str, str, dict]]:
+def cds_requests(month: str, settings: Era5Settings) -> list[tuple[str, str, dict]]:
     """(label, collection, request) for one month, in the new CDS request format.
 
     Instantaneous fields are asked for at the step hours only; accumulations (tp, ro,
@@ -60,22 +59,15 @@ def cds_requests(month: str, cfg: dict) -> list[tuple[str, str, dict]]:
     hours, which the month's first 6 h sum reaches back into. Splitting instantaneous
     from hourly fields keeps each request far below the CDS cost limits.
     """
-    step = _step_hours(cfg)
-    steps = month_times(month, step)
-    cds = cfg.get("cds") or {}
-    data_format = str(cds.get("data_format", "grib"))
-    if data_format not in ("grib", "netcdf"):
-        raise ValueError(f"era5.cds.data_format: expected 'grib' or 'netcdf', got {data_format!r}")
+    steps = month_times(month, settings.step_hours)
+    cds = settings.cds
     common: dict[str, Any] = {
         "product_type": ["reanalysis"],
-        "data_format": data_format,
+        "data_format": cds.data_format,
         "download_format": "unarchived",
     }
-    if cds.get("area") is not None:
-        area = [float(x) for x in cds["area"]]
-        if len(area) != 4:
-            raise ValueError(f"era5.cds.area: expected [N, W, S, E], got {cds['area']!r}")
-        common["area"] = area
+    if cds.area is not None:
+        common["area"] = [float(x) for x in cds.area]
     year, mon = month.split("-")
     days = sorted({str(np.datetime64(t, "D"))[-2:] for t in steps})
     hours = sorted({f"{int(str(np.datetime64(t, 'h'))[-2:]):02d}:00" for t in steps})
@@ -110,7 +102,7 @@ def cds_requests(month: str, cfg: dict) -> list[tuple[str, str, dict]]:
             {
                 **common,
                 "variable": [LONG_NAMES[v] for v in ATMOSPHERIC],
-                "pressure_level": [str(p) for p in _levels(cfg)],
+                "pressure_level": [str(p) for p in _levels(settings)],
                 **when,
                 "time": hours,
             },
@@ -118,12 +110,12 @@ def cds_requests(month: str, cfg: dict) -> list[tuple[str, str, dict]]:
     ]
 
 
-def _cds_client(cfg: dict) -> Any:
+def _cds_client(settings: Era5Settings) -> Any:
     """A cdsapi client from env/rc credentials only; fails fast (no prompt) without them."""
     cds_credentials(f"{SOURCE_NAME}/cds")
     import cdsapi
 
-    cds = cfg.get("cds") or {}
+    cds = settings.cds
     cds_log = logging.getLogger(__name__)
 
     def quiet(*args: Any, **kwargs: Any) -> None:
@@ -133,10 +125,10 @@ def _cds_client(cfg: dict) -> Any:
         return cdsapi.Client(
             quiet=False,
             debug=False,
-            progress=bool(cds.get("progress", True)),
-            retry_max=int(cds.get("retry_max", 1)),  # eofm retries the whole retrieval
-            sleep_max=float(cds.get("sleep_max", 120)),
-            timeout=int(cds.get("timeout", 60)),
+            progress=cds.progress,
+            retry_max=cds.retry_max,  # eofm retries the whole retrieval
+            sleep_max=float(cds.sleep_max),
+            timeout=int(cds.timeout),
             info_callback=lambda *a, **k: cds_log.info(*a),
             warning_callback=lambda *a, **k: cds_log.warning(*a),
             error_callback=lambda *a, **k: cds_log.error(*a),
@@ -203,9 +195,13 @@ def _unpack(path: Path) -> list[Path]:
 
 
 def _cds_fetch(
-    jobs: list[tuple[str, str, dict]], out: Path, period: str, cfg: dict, policy: RetryPolicy
+    jobs: list[tuple[str, str, dict]],
+    out: Path,
+    period: str,
+    settings: Era5Settings,
+    policy: RetryPolicy,
 ) -> tuple[list[Path], list[Path], Path, str]:
-    client = _cds_client(cfg)
+    client = _cds_client(settings)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.cds-", dir=out.parent))
     ext = "grib" if jobs[0][2]["data_format"] == "grib" else "nc"
@@ -233,11 +229,12 @@ def _cds_provenance(url: str, jobs: list[tuple[str, str, dict]], downloaded: lis
     }
 
 
-def fetch_month(month: str, out: Path, cfg: dict, policy: RetryPolicy) -> Path:
-    levels, step, factor = _levels(cfg), _step_hours(cfg), _coarsen_factor(cfg)
-    steps = month_times(month, step)
-    jobs = cds_requests(month, cfg)
-    downloaded, files, tmp, url = _cds_fetch(jobs, out, month, cfg, policy)
+def fetch_month(month: str, out: Path, settings: Era5Settings, policy: RetryPolicy) -> Path:
+    """One month from the CDS: four requests, converted and summed into the store."""
+    levels, factor = _levels(settings), settings.coarsen
+    steps = month_times(month, settings.step_hours)
+    jobs = cds_requests(month, settings)
+    downloaded, files, tmp, url = _cds_fetch(jobs, out, month, settings, policy)
     try:
         where = f"{SOURCE_NAME}/cds ({month})"
         fields = fields_from_files(files, _required(None, "month"), month, steps, levels, where)
@@ -247,9 +244,10 @@ def fetch_month(month: str, out: Path, cfg: dict, policy: RetryPolicy) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def fetch_static(out: Path, cfg: dict, policy: RetryPolicy) -> Path:
-    cds = cfg.get("cds") or {}
-    date = str(cds.get("static_date", "2000-01-01"))
+def fetch_static(out: Path, settings: Era5Settings, policy: RetryPolicy) -> Path:
+    """The invariant fields of ``era5.cds.static_date`` from the CDS."""
+    cds = settings.cds
+    date = cds.static_date
     request: dict[str, Any] = {
         "product_type": ["reanalysis"],
         "variable": ["land_sea_mask", "geopotential", "soil_type"],
@@ -257,19 +255,19 @@ def fetch_static(out: Path, cfg: dict, policy: RetryPolicy) -> Path:
         "month": [date[5:7]],
         "day": [date[8:10]],
         "time": ["00:00"],
-        "data_format": str(cds.get("data_format", "grib")),
+        "data_format": cds.data_format,
         "download_format": "unarchived",
     }
-    if cds.get("area") is not None:
-        request["area"] = [float(x) for x in cds["area"]]
+    if cds.area is not None:
+        request["area"] = [float(x) for x in cds.area]
     jobs = [("static", SINGLE_LEVELS, request)]
-    downloaded, files, tmp, url = _cds_fetch(jobs, out, "static", cfg, policy)
+    downloaded, files, tmp, url = _cds_fetch(jobs, out, "static", settings, policy)
     try:
         fields = static_from_files(files, f"{SOURCE_NAME}/cds (static)")
         ds = _finish(
             fields,
             static=True,
-            factor=_coarsen_factor(cfg),
+            factor=settings.coarsen,
             provenance=_cds_provenance(url, jobs, downloaded),
         )
         return write_store(ds, out)

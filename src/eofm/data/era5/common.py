@@ -13,14 +13,15 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
+from eofm.config import Era5Settings
 from eofm.data.gridded import standardise_gridded
 from eofm.data.store import store_writer
 from eofm.data.variables import ATMOSPHERIC, STATIC, SURFACE, TARGETS, lookup
+from eofm.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 SOURCE_NAME = "era5"
-DEFAULT_ARCO_URL = "gs://gcp-public-data-arco-era5/ar/full_37-1h-0p25deg-chunk-1.zarr-v3"
 ACCUMULATION_HOURS = 6
 ACCUMULATED = ("tp", "ro", "pev")
 _HOUR = np.timedelta64(1, "h")
@@ -69,40 +70,22 @@ _STATIC_ALIASES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _unknown_source(source: Any) -> str:
-    return (
-        f"era5.source: unknown source {source!r}; expected one of 'arco', 'cds', 'local' "
-        f"(or 'sample', handled by the sample generator)"
+def _unknown_source(source: Any) -> ConfigError:
+    return ConfigError(
+        f"era5.source: {source!r} has no fetch route; expected one of 'arco', 'cds', 'local' "
+        f"('sample' is written by the sample generator)"
     )
 
 
 # =========================================================================== config
 
 
-def _levels(cfg: dict) -> list[int]:
-    levels = [int(x) for x in cfg.get("levels") or []]
-    if not levels or levels != sorted(set(levels)):
-        raise ValueError(
-            f"era5.levels: expected a non-empty, strictly ascending list of hPa, got "
-            f"{cfg.get('levels')!r}"
-        )
+def _levels(settings: Era5Settings) -> list[int]:
+    """The pressure levels, which must ascend: the schema checks only that they are unique."""
+    levels = [int(x) for x in settings.levels]
+    if levels != sorted(levels):
+        raise ConfigError(f"era5.levels: expected ascending hPa, got {settings.levels!r}")
     return levels
-
-
-def _step_hours(cfg: dict) -> int:
-    step = int(cfg.get("step_hours", 6))
-    if step <= 0:
-        raise ValueError(f"era5.step_hours: expected a positive integer, got {step}")
-    return step
-
-
-def _coarsen_factor(cfg: dict) -> int:
-    factor = cfg.get("coarsen", 1)
-    if factor is None:
-        return 1
-    if int(factor) != factor or int(factor) < 1:
-        raise ValueError(f"era5.coarsen: expected an integer >= 1, got {factor!r}")
-    return int(factor)
 
 
 def _required(cfg_vars: Sequence[str] | None, kind: str) -> list[str]:
@@ -112,7 +95,7 @@ def _required(cfg_vars: Sequence[str] | None, kind: str) -> list[str]:
         return known
     unknown = [v for v in cfg_vars if v not in known]
     if unknown:
-        raise ValueError(f"era5 variables: unknown {unknown}; expected a subset of {known}")
+        raise ConfigError(f"era5.local.variables: unknown {unknown}; expected a subset of {known}")
     return [v for v in known if v in cfg_vars]
 
 

@@ -9,13 +9,12 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from eofm.config import Era5Settings
 from eofm.data.era5.common import (
     SOURCE_NAME,
-    _coarsen_factor,
     _finish,
     _levels,
     _required,
-    _step_hours,
     fields_from_files,
     static_from_files,
     write_steps,
@@ -26,13 +25,12 @@ from eofm.data.fetch import (
 )
 from eofm.data.sample import month_times
 from eofm.data.store import write_store
+from eofm.errors import ConfigError
 
 
-def _expand_globs(patterns: Sequence[str] | str | None, key: str) -> list[Path]:
-    if isinstance(patterns, str):
-        patterns = [patterns]
+def _expand_globs(patterns: Sequence[str], key: str) -> list[Path]:
     if not patterns:
-        raise ValueError(f"era5.local.{key}: expected a list of file globs, got {patterns!r}")
+        raise ConfigError(f"era5.local.{key}: expected a list of file globs, got {patterns!r}")
     files: list[Path] = []
     for pattern in patterns:
         matches = sorted(glob.glob(os.path.expanduser(str(pattern))))
@@ -51,26 +49,26 @@ def _files_provenance(source: str, files: Sequence[Path], url: str | None = None
     }
 
 
-def fetch_month(month: str, out: Path, cfg: dict) -> Path:
-    local = cfg.get("local") or {}
-    levels, step, factor = _levels(cfg), _step_hours(cfg), _coarsen_factor(cfg)
-    files = _expand_globs(local.get("paths"), "paths")
-    names = _required(local.get("variables"), "month")
-    steps = month_times(month, step)
+def fetch_month(month: str, out: Path, settings: Era5Settings) -> Path:
+    """One month from the files of ``era5.local.paths``."""
+    levels, factor = _levels(settings), settings.coarsen
+    files = _expand_globs(settings.local.paths, "paths")
+    names = _required(settings.local.variables, "month")
+    steps = month_times(month, settings.step_hours)
     where = f"{SOURCE_NAME}/local ({month})"
     fields = fields_from_files(files, names, month, steps, levels, where)
     provenance = _files_provenance("local", files)
     return write_steps(fields, out, factor=factor, provenance=provenance, where=where)
 
 
-def fetch_static(out: Path, cfg: dict) -> Path:
-    local = cfg.get("local") or {}
-    files = _expand_globs(local.get("static_paths"), "static_paths")
+def fetch_static(out: Path, settings: Era5Settings) -> Path:
+    """The invariant fields from the files of ``era5.local.static_paths``."""
+    files = _expand_globs(settings.local.static_paths, "static_paths")
     fields = static_from_files(files, f"{SOURCE_NAME}/local (static)")
     ds = _finish(
         fields,
         static=True,
-        factor=_coarsen_factor(cfg),
+        factor=settings.coarsen,
         provenance=_files_provenance("local", files),
     )
     return write_store(ds, out)

@@ -9,27 +9,10 @@ surface); MERRA-2 variable names (T2M, PS, …) are kept. Time steps fall every
 HH:30 means; the month's first step (00:00 on day 1) takes the 00:30 mean alone unless
 the previous day's file is at hand (the local route uses it when its globs match it).
 
-Config (the ``merra2`` section; `DEFAULTS` holds the defaults):
-
-* ``source``: ``"gesdisc"`` (default; HTTPS from the GES DISC data servers with
-  Earthdata login), ``"earthaccess"`` (NASA CMR search + download via earthaccess 0.17)
-  or ``"local"`` (``.nc4`` files already on disk).
-* ``servers``: ``{goldsmr4: "https://goldsmr4.gesdisc.eosdis.nasa.gov/data",
-  goldsmr5: "https://goldsmr5.gesdisc.eosdis.nasa.gov/data"}``.
-* ``urs``: ``"https://urs.earthdata.nasa.gov"`` — the Earthdata login host the data
-  servers redirect to (only tests change it).
-* ``version``: ``"5.12.4"``.
-* ``collections``: ``{short name: [variables]}``; default Prithvi WxC's: M2I3NVASM
-  (CLOUD H OMEGA PL QI QL QV T U V), M2I1NXASM (PS QV2M SLP T2M TQI TQL TQV TS U10M
-  V10M), M2T1NXLND (GWETROOT LAI), M2T1NXFLX (EFLUX HFLUX PRECTOT Z0M), M2T1NXRAD
-  (LWGAB LWGEM LWTUP SWGNT SWTNT). Replaces the default as a whole when given.
-* ``static``: ``{short name: [variables]}``; default M2C0NXASM (PHIS FRLAND FROCEAN)
-  and M2C0NXCTM (FRACI; twelve monthly fields, kept along ``time``).
-* ``levels``: ``[34, 39, 41, 43, 44, 45, 48, 51, 53, 56, 63, 68, 71, 72]`` (Prithvi's).
-* ``step_hours``: ``3``.
-* ``local``: ``{paths: [globs]}`` — the files of the ``local`` route; each file's
-  collection comes from its name (``MERRA2_NNN.<stem>.<YYYYMMDD>.nc4``) or its
-  ``ShortName`` attribute. The local route keeps the month's steps the files cover.
+Settings: `eofm.config.Merra2Settings` (the ``merra2`` section), which holds every default
+(Prithvi WxC's collections, levels and 3 h steps). Each file's collection on the ``local``
+route comes from its name (``MERRA2_NNN.<stem>.<YYYYMMDD>.nc4``) or its ``ShortName``
+attribute; the local route keeps the month's steps the files cover.
 
 Routes, one module each: `gesdisc`, `earthaccess`, `local`; what they share is in
 `eofm.data.merra2.common`, the credential lookup in `eofm.data.credentials`.
@@ -56,14 +39,13 @@ import os
 from contextlib import ExitStack
 from pathlib import Path
 
+from eofm.config import Merra2Settings
 from eofm.data.credentials import EarthdataCredentials, earthdata_credentials
 from eofm.data.fetch import RetryPolicy
 from eofm.data.merra2 import earthaccess, gesdisc, local
 from eofm.data.merra2.common import (
     COLLECTIONS,
-    DEFAULTS,
     NAN_FILL,
-    PRITHVI_LEVELS,
     SOURCE,
     Collection,
     _build_month,
@@ -71,7 +53,7 @@ from eofm.data.merra2.common import (
     _cache_dir,
     _month_days,
     _provenance,
-    merra2_config,
+    check_settings,
 )
 from eofm.data.merra2.gesdisc import EarthdataSession, earthdata_session
 from eofm.data.store import write_store
@@ -79,59 +61,61 @@ from eofm.errors import CredentialsError
 
 __all__ = [
     "COLLECTIONS",
-    "DEFAULTS",
     "NAN_FILL",
-    "PRITHVI_LEVELS",
     "SOURCE",
     "Collection",
     "CredentialsError",
     "EarthdataCredentials",
     "EarthdataSession",
+    "check_settings",
     "earthdata_credentials",
     "earthdata_session",
     "fetch_merra2_month",
     "fetch_merra2_static",
-    "merra2_config",
 ]
 
 
 # --------------------------------------------------------------------------- entry points
 
 
-def fetch_merra2_month(month: str, out: str | os.PathLike, cfg: dict, policy: RetryPolicy) -> Path:
+def fetch_merra2_month(
+    month: str, out: str | os.PathLike, settings: Merra2Settings, policy: RetryPolicy
+) -> Path:
     """Fetch one month (``YYYY-MM``) of MERRA-2 and write it as a Zarr store at ``out``."""
-    cfg = merra2_config(cfg)
+    check_settings(settings)
     _month_days(month)  # a malformed month fails before any network traffic
-    route = cfg["source"]
+    route = settings.source
     cache = _cache_dir(out)
     with ExitStack() as stack:
         if route == "local":
-            files = local.local_files(cfg)
-            ds = _build_month(files, month, cfg, partial=True, stack=stack)
+            files = local.local_files(settings)
+            ds = _build_month(files, month, settings, partial=True, stack=stack)
             urls = sorted({str(p) for paths in files.values() for p in paths})
         elif route == "gesdisc":
-            files, urls = gesdisc.month_files(month, cfg, policy, cache)
-            ds = _build_month(files, month, cfg, partial=False, stack=stack)
+            files, urls = gesdisc.month_files(month, settings, policy, cache)
+            ds = _build_month(files, month, settings, partial=False, stack=stack)
         else:
-            files, urls = earthaccess.granule_files(cfg, "collections", month, cache)
-            ds = _build_month(files, month, cfg, partial=False, stack=stack)
-        ds.attrs.update(_provenance(cfg, route, "collections", files, urls))
+            files, urls = earthaccess.granule_files(settings, "collections", month, cache)
+            ds = _build_month(files, month, settings, partial=False, stack=stack)
+        ds.attrs.update(_provenance(settings, route, "collections", files, urls))
         return write_store(ds, out)
 
 
-def fetch_merra2_static(out: str | os.PathLike, cfg: dict, policy: RetryPolicy) -> Path:
-    """Fetch MERRA-2's constant fields (``cfg["static"]``) and write them as a Zarr store."""
-    cfg = merra2_config(cfg)
-    route = cfg["source"]
+def fetch_merra2_static(
+    out: str | os.PathLike, settings: Merra2Settings, policy: RetryPolicy
+) -> Path:
+    """Fetch MERRA-2's constant fields (``merra2.static``) and write them as a Zarr store."""
+    check_settings(settings)
+    route = settings.source
     cache = _cache_dir(out)
     with ExitStack() as stack:
         if route == "local":
-            files = local.local_files(cfg)
+            files = local.local_files(settings)
             urls = sorted({str(p) for paths in files.values() for p in paths})
         elif route == "gesdisc":
-            files, urls = gesdisc.static_files(cfg, policy, cache)
+            files, urls = gesdisc.static_files(settings, policy, cache)
         else:
-            files, urls = earthaccess.granule_files(cfg, "static", None, cache)
-        ds = _build_static(files, cfg, stack=stack)
-        ds.attrs.update(_provenance(cfg, route, "static", files, urls))
+            files, urls = earthaccess.granule_files(settings, "static", None, cache)
+        ds = _build_static(files, settings, stack=stack)
+        ds.attrs.update(_provenance(settings, route, "static", files, urls))
         return write_store(ds, out)

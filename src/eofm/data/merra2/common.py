@@ -4,7 +4,6 @@ and building the contract stores from daily files."""
 from __future__ import annotations
 
 import calendar
-import copy
 import json
 import os
 import re
@@ -16,8 +15,9 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from eofm.data.credentials import URS_HOST
+from eofm.config import Merra2Settings
 from eofm.data.fetch import redact, sha256sum
+from eofm.errors import ConfigError
 
 SOURCE = "merra2"
 CMR_URL = "https://cmr.earthdata.nasa.gov/search"
@@ -29,7 +29,7 @@ class Collection:
 
     short_name: str
     stem: str
-    server: str  # a key of cfg["servers"]
+    server: str  # a key of merra2.servers
     archive: str = "MERRA2"  # "MERRA2_MONTHLY" holds the constants
 
     @property
@@ -53,32 +53,6 @@ COLLECTIONS: dict[str, Collection] = {
     )
 }
 _BY_STEM = {c.stem: c for c in COLLECTIONS.values()}
-
-PRITHVI_LEVELS = [34, 39, 41, 43, 44, 45, 48, 51, 53, 56, 63, 68, 71, 72]
-
-DEFAULTS: dict[str, Any] = {
-    "source": "gesdisc",
-    "servers": {
-        "goldsmr4": "https://goldsmr4.gesdisc.eosdis.nasa.gov/data",
-        "goldsmr5": "https://goldsmr5.gesdisc.eosdis.nasa.gov/data",
-    },
-    "urs": f"https://{URS_HOST}",
-    "version": "5.12.4",
-    "collections": {
-        "M2I3NVASM": ["CLOUD", "H", "OMEGA", "PL", "QI", "QL", "QV", "T", "U", "V"],
-        "M2I1NXASM": ["PS", "QV2M", "SLP", "T2M", "TQI", "TQL", "TQV", "TS", "U10M", "V10M"],
-        "M2T1NXLND": ["GWETROOT", "LAI"],
-        "M2T1NXFLX": ["EFLUX", "HFLUX", "PRECTOT", "Z0M"],
-        "M2T1NXRAD": ["LWGAB", "LWGEM", "LWTUP", "SWGNT", "SWTNT"],
-    },
-    "static": {
-        "M2C0NXASM": ["PHIS", "FRLAND", "FROCEAN"],
-        "M2C0NXCTM": ["FRACI"],
-    },
-    "levels": list(PRITHVI_LEVELS),
-    "step_hours": 3,
-    "local": {"paths": []},
-}
 
 #: Prithvi WxC's fills for NaN (no vegetation / no soil over water and ice).
 NAN_FILL = {"GWETROOT": 1.0, "LAI": 0.0}
@@ -122,34 +96,24 @@ _HALF_HOUR = np.timedelta64(30, "m")
 # --------------------------------------------------------------------------- config
 
 
-def merra2_config(cfg: dict[str, Any] | None) -> dict[str, Any]:
-    """``cfg`` over `DEFAULTS` (``servers`` and ``local`` merged key by key), validated."""
-    merged = copy.deepcopy(DEFAULTS)
-    for key, value in (cfg or {}).items():
-        if value is None:  # an unset key in YAML keeps the default
-            continue
-        if key in ("servers", "local") and isinstance(value, dict):
-            merged[key] = {**merged[key], **value}
-        else:
-            merged[key] = copy.deepcopy(value)
-    if merged["source"] not in ("gesdisc", "earthaccess", "local"):
-        raise ValueError(
-            f"merra2.source is {merged['source']!r}; expected 'gesdisc', 'earthaccess' or 'local'"
+ROUTES = ("gesdisc", "earthaccess", "local")
+
+
+def check_settings(settings: Merra2Settings) -> None:
+    """What the schema cannot say: a route is chosen, and the collections are MERRA-2's."""
+    if settings.source not in ROUTES:
+        raise ConfigError(
+            f"merra2.source is {settings.source!r}; expected one of {', '.join(ROUTES)} "
+            "to fetch MERRA-2"
         )
-    step = merged["step_hours"]
-    if not isinstance(step, int) or isinstance(step, bool) or not 1 <= step <= 24:
-        raise ValueError(f"merra2.step_hours is {step!r}; expected an integer from 1 to 24")
     for key in ("collections", "static"):
-        if not _collections(merged, key):
-            raise ValueError(f"merra2.{key} is empty; expected {{collection: [variables]}}")
-    return merged
+        if not _collections(settings, key):
+            raise ConfigError(f"merra2.{key} is empty; expected {{collection: [variables]}}")
 
 
-def _collections(cfg: dict[str, Any], key: str) -> dict[Collection, list[str]]:
-    """The collections of ``cfg[key]`` with their variables, checked against `COLLECTIONS`."""
-    wanted = cfg.get(key) or {}
-    if not isinstance(wanted, dict):
-        raise ValueError(f"merra2.{key} must map collection short names to variable lists")
+def _collections(settings: Merra2Settings, key: str) -> dict[Collection, list[str]]:
+    """The collections of ``merra2.<key>`` with their variables, checked against `COLLECTIONS`."""
+    wanted: dict[str, list[str]] = getattr(settings, key)
     const = key == "static"
     chosen: dict[Collection, list[str]] = {}
     seen: dict[str, str] = {}
@@ -157,14 +121,14 @@ def _collections(cfg: dict[str, Any], key: str) -> dict[Collection, list[str]]:
         coll = COLLECTIONS.get(str(name).upper())
         if coll is None or (coll.kind == "const") != const:
             expected = sorted(n for n, c in COLLECTIONS.items() if (c.kind == "const") == const)
-            raise ValueError(
+            raise ConfigError(
                 f"merra2.{key}: unknown collection {name!r}; expected one of {expected}"
             )
         if isinstance(variables, str) or not variables:
-            raise ValueError(f"merra2.{key}.{name}: expected a non-empty list of variables")
+            raise ConfigError(f"merra2.{key}.{name}: expected a non-empty list of variables")
         for var in variables:
             if var in seen:
-                raise ValueError(
+                raise ConfigError(
                     f"merra2.{key}: variable {var!r} is asked from both {seen[var]} and {name}"
                 )
             seen[var] = coll.short_name
@@ -178,15 +142,15 @@ def _cache_dir(out: str | os.PathLike) -> Path:
 
 
 def _provenance(
-    cfg: dict[str, Any], route: str, key: str, files: dict[str, list[Path]], urls: list[str]
+    settings: Merra2Settings, route: str, key: str, files: dict[str, list[Path]], urls: list[str]
 ) -> dict[str, str]:
-    names = [c.short_name for c in _collections(cfg, key)]
+    names = [c.short_name for c in _collections(settings, key)]
     used = [p for name in names for p in files.get(name, [])]
     checksums = {_checksum_key(p, used): sha256sum(p) for p in used}
     return {
         "source": f"{SOURCE}-{route}",
         "source_url": "; ".join(redact(u) for u in urls),
-        "source_version": f"MERRA-2 {cfg['version']} ({', '.join(names)})",
+        "source_version": f"MERRA-2 {settings.version} ({', '.join(names)})",
         "input_checksums": json.dumps(checksums, sort_keys=True),
     }
 
@@ -266,14 +230,14 @@ def _collection_series(
     coll: Collection,
     paths: list[Path],
     variables: list[str],
-    cfg: dict[str, Any],
+    settings: Merra2Settings,
     targets: np.ndarray,
     *,
     partial: bool,
     stack: ExitStack,
 ) -> xr.Dataset:
     """One collection on the target times (tavg means averaged onto the hour)."""
-    pieces = [_subset(_open(p, stack), p, coll, variables, cfg["levels"]) for p in paths]
+    pieces = [_subset(_open(p, stack), p, coll, variables, settings.levels) for p in paths]
     attrs = {v: dict(pieces[0][v].attrs) for v in variables}
     ds = xr.concat(
         pieces, dim="time", data_vars="all", coords="minimal", compat="override", join="override"
@@ -295,7 +259,7 @@ def _collection_series(
         absent = [str(t)[:16] for t in targets[~ok]]
         raise ValueError(
             f"merra2: {coll.short_name} files ({paths[0].parent}) do not cover "
-            f"{len(absent)} of {targets.size} steps every {cfg['step_hours']} h, e.g. "
+            f"{len(absent)} of {targets.size} steps every {settings.step_hours} h, e.g. "
             f"{', '.join(absent[:3])} (their times run {str(times[0])[:16]}.."
             f"{str(times[-1])[:16]})"
         )
@@ -367,16 +331,16 @@ def _to_contract_grid(ds: xr.Dataset) -> xr.Dataset:
 def _build_month(
     files: dict[str, list[Path]],
     month: str,
-    cfg: dict[str, Any],
+    settings: Merra2Settings,
     *,
     partial: bool,
     stack: ExitStack,
 ) -> xr.Dataset:
     """Every configured collection on the month's steps, merged onto the contract grid."""
-    targets = _step_times(month, cfg["step_hours"])
-    first, last = targets[0], targets[-1] + np.timedelta64(cfg["step_hours"], "h")
+    targets = _step_times(month, settings.step_hours)
+    first, last = targets[0], targets[-1] + np.timedelta64(settings.step_hours, "h")
     parts = []
-    for coll, variables in _collections(cfg, "collections").items():
+    for coll, variables in _collections(settings, "collections").items():
         paths = files.get(coll.short_name, [])
         if partial:  # local files: keep those whose name says they are in (or next to) the month
             paths = [p for p in paths if _near_month(p, first, last)]
@@ -386,19 +350,22 @@ def _build_month(
                 f"found files for {sorted(files)}"
             )
         parts.append(
-            _collection_series(coll, paths, variables, cfg, targets, partial=partial, stack=stack)
+            _collection_series(
+                coll, paths, variables, settings, targets, partial=partial, stack=stack
+            )
         )
     ds = xr.merge(parts, join="inner", compat="override", combine_attrs="drop_conflicts")
     if ds.sizes.get("time", 0) == 0:
+        names = [c.short_name for c in _collections(settings, "collections")]
         raise ValueError(
-            f"merra2: the collections {[c.short_name for c in _collections(cfg, 'collections')]} "
-            f"share no time step of {month} every {cfg['step_hours']} h"
+            f"merra2: the collections {names} share no time step of {month} every "
+            f"{settings.step_hours} h"
         )
     ds["time"].attrs = {"standard_name": "time", "long_name": "time"}
     ds.attrs = {
         "title": f"MERRA-2 {month}",
         "time_processing": (
-            f"steps every {cfg['step_hours']} h on the hour; tavg collections: hourly means "
+            f"steps every {settings.step_hours} h on the hour; tavg collections: hourly means "
             "at HH:30 averaged onto HH:00; the month's first step uses the 00:30 mean alone "
             "when the previous day's means are not at hand"
         ),
@@ -416,11 +383,11 @@ def _near_month(path: Path, first: np.datetime64, last: np.datetime64) -> bool:
 
 
 def _build_static(
-    files: dict[str, list[Path]], cfg: dict[str, Any], *, stack: ExitStack
+    files: dict[str, list[Path]], settings: Merra2Settings, *, stack: ExitStack
 ) -> xr.Dataset:
     """The constant fields on the contract grid; a single time step is dropped."""
     parts = []
-    for coll, variables in _collections(cfg, "static").items():
+    for coll, variables in _collections(settings, "static").items():
         paths = files.get(coll.short_name, [])
         if not paths:
             raise FileNotFoundError(
@@ -428,7 +395,7 @@ def _build_static(
                 f"found files for {sorted(files)}"
             )
         path = paths[0]
-        ds = _subset(_open(path, stack), path, coll, variables, cfg["levels"])
+        ds = _subset(_open(path, stack), path, coll, variables, settings.levels)
         if "time" in ds.dims and ds.sizes["time"] == 1:
             ds = ds.isel(time=0, drop=True)
         elif "time" in ds.dims and ds.sizes["time"] == 12:  # monthly fields (M2C0NXCTM)

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from eofm.config import Merra2Settings
 from eofm.data.credentials import earthdata_credentials
 from eofm.data.fetch import FetchError
 from eofm.data.merra2.common import (
@@ -50,7 +51,7 @@ def _earthaccess_login() -> str:
 
 
 def granule_files(
-    cfg: dict[str, Any], key: str, month: str | None, cache: Path
+    settings: Merra2Settings, key: str, month: str | None, cache: Path
 ) -> tuple[dict[str, list[Path]], list[str]]:
     """Search CMR per collection and download the granules into the cache."""
     import earthaccess
@@ -61,11 +62,11 @@ def granule_files(
     temporal = (f"{days[0]}T00:00:00", f"{days[-1]}T23:59:59") if days else None
     files: dict[str, list[Path]] = {}
     urls: list[str] = []
-    for coll in _collections(cfg, key):
-        query: dict[str, Any] = {"short_name": coll.short_name, "version": cfg["version"]}
+    for coll in _collections(settings, key):
+        query: dict[str, Any] = {"short_name": coll.short_name, "version": settings.version}
         if temporal:
             query["temporal"] = temporal
-        where = f"{CMR_URL} (short_name={coll.short_name}, version={cfg['version']})"
+        where = f"{CMR_URL} (short_name={coll.short_name}, version={settings.version})"
         urls.append(where)
         period = month or "static"
         try:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 from tqdm.auto import tqdm
 
+from eofm.config import Merra2Settings
 from eofm.data.credentials import EarthdataCredentials, earthdata_credentials
 from eofm.data.fetch import FetchError, RetryPolicy, download, with_retries
 from eofm.data.merra2.common import (
@@ -23,7 +23,7 @@ from eofm.data.merra2.common import (
     _month_days,
     _ymd,
 )
-from eofm.errors import EofmError
+from eofm.errors import ConfigError, EofmError
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +70,9 @@ class EarthdataSession(requests.Session):
             super().rebuild_auth(prepared_request, response)
 
 
-def earthdata_session(cfg: dict[str, Any]) -> tuple[EarthdataSession, EarthdataCredentials]:
+def earthdata_session(settings: Merra2Settings) -> tuple[EarthdataSession, EarthdataCredentials]:
     """A session carrying Earthdata credentials for the configured servers and URS."""
-    urls = [cfg["urs"], *cfg["servers"].values()]
+    urls = [settings.urs, *settings.servers.values()]
     hosts = [urlsplit(u).hostname or "" for u in urls]
     creds = earthdata_credentials([h for h in hosts if h])
     session = EarthdataSession(urlsplit(u).netloc for u in urls)
@@ -87,15 +87,15 @@ def earthdata_session(cfg: dict[str, Any]) -> tuple[EarthdataSession, EarthdataC
 # --------------------------------------------------------------------------- gesdisc route
 
 
-def _collection_url(cfg: dict[str, Any], coll: Collection) -> str:
-    servers = cfg["servers"]
+def _collection_url(settings: Merra2Settings, coll: Collection) -> str:
+    servers = settings.servers
     if coll.server not in servers:
-        raise ValueError(
+        raise ConfigError(
             f"merra2.servers has no {coll.server!r} entry (collection {coll.short_name} "
             f"lives there); expected keys {sorted({c.server for c in COLLECTIONS.values()})}"
         )
     base = str(servers[coll.server]).rstrip("/")
-    return f"{base}/{coll.archive}/{coll.short_name}.{cfg['version']}"
+    return f"{base}/{coll.archive}/{coll.short_name}.{settings.version}"
 
 
 class _AuthRejected(EofmError, RuntimeError):
@@ -163,18 +163,18 @@ def _download_all(
 
 
 def month_files(
-    month: str, cfg: dict[str, Any], policy: RetryPolicy, cache: Path
+    month: str, settings: Merra2Settings, policy: RetryPolicy, cache: Path
 ) -> tuple[dict[str, list[Path]], list[str]]:
     """List each collection's month directory, check every day is there, download."""
     days = _month_days(month)
-    session, creds = earthdata_session(cfg)
+    session, creds = earthdata_session(settings)
     with session:
         jobs: list[tuple[str, Path, str]] = []
         files: dict[str, list[Path]] = {}
         dirs: list[str] = []
-        for coll in _collections(cfg, "collections"):
+        for coll in _collections(settings, "collections"):
             year, mon = month.split("-")
-            url = f"{_collection_url(cfg, coll)}/{year}/{mon}/"
+            url = f"{_collection_url(settings, coll)}/{year}/{mon}/"
             dirs.append(url)
             listing = _list_directory(session, url, creds, month, policy)
             for day in days:
@@ -195,16 +195,16 @@ def month_files(
 
 
 def static_files(
-    cfg: dict[str, Any], policy: RetryPolicy, cache: Path
+    settings: Merra2Settings, policy: RetryPolicy, cache: Path
 ) -> tuple[dict[str, list[Path]], list[str]]:
     """The constant files live in MERRA2_MONTHLY/<coll>/1980/ as ``…00000000.nc4``."""
-    session, creds = earthdata_session(cfg)
+    session, creds = earthdata_session(settings)
     with session:
         jobs: list[tuple[str, Path, str]] = []
         files: dict[str, list[Path]] = {}
         dirs: list[str] = []
-        for coll in _collections(cfg, "static"):
-            url = f"{_collection_url(cfg, coll)}/1980/"
+        for coll in _collections(settings, "static"):
+            url = f"{_collection_url(settings, coll)}/1980/"
             dirs.append(url)
             picked = _pick_files(
                 _list_directory(session, url, creds, "static", policy), coll, "0" * 8

@@ -6,14 +6,15 @@ import glob
 import logging
 import re
 from pathlib import Path
-from typing import Any
 
 import xarray as xr
 
+from eofm.config import Merra2Settings
 from eofm.data.merra2.common import (
     _BY_STEM,
     COLLECTIONS,
 )
+from eofm.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +35,12 @@ def _identify(path: Path) -> str | None:
     return short if short in COLLECTIONS else None
 
 
-def local_files(cfg: dict[str, Any]) -> dict[str, list[Path]]:
-    patterns = (cfg.get("local") or {}).get("paths") or []
-    if isinstance(patterns, str):
-        patterns = [patterns]
+def local_files(settings: Merra2Settings) -> dict[str, list[Path]]:
+    """The files of ``merra2.local.paths`` by collection; files of no known collection are
+    skipped with a warning."""
+    patterns = settings.local.paths
     if not patterns:
-        raise ValueError("merra2.local.paths is empty; expected globs of MERRA-2 .nc4 files")
+        raise ConfigError("merra2.local.paths is empty; expected globs of MERRA-2 .nc4 files")
     paths = sorted({Path(p) for pattern in patterns for p in glob.glob(str(pattern))})
     if not paths:
         raise FileNotFoundError(f"merra2: no file matches merra2.local.paths {list(patterns)}")

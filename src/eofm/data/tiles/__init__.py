@@ -34,22 +34,9 @@ Physical conversion (data-sources.md §3):
   2022-01-25), 0 before or when ``earthsearch:boa_offset_applied`` is true; DN 0 is
   nodata; ``SCL`` classes in ``sentinel2.scl_keep`` are kept.
 
-Config (the ``tiles`` section; `DEFAULTS` holds every default)::
-
-    source: stac                      # or "local"
-    areas: {<name>: {bbox: [W, S, E, N] (lon/lat), crs: "EPSG:32631", resolution: 10}}
-    resampling: nearest               # rasterio resampling for data bands (masks: nearest)
-    stac:
-      api: https://planetarycomputer.microsoft.com/api/stac/v1
-      sign: planetary_computer        # or "none"
-      collections: {modis: modis-11A1-061, landsat: landsat-c2-l2, sentinel2: sentinel-2-l2a}
-      max_cloud: 80                   # eo:cloud_cover < max_cloud (landsat, sentinel2)
-      limit: 100                      # items per search page
-    local:
-      paths: {landsat: [globs], sentinel2: [globs], modis: [globs]}
-    sentinel2: {bands: [B02, B03, B04, B08, B11, B12], scl_keep: [4, 5, 6]}  # add 7 if wanted
-    gdal: {GDAL_HTTP_MAX_RETRY: "3", GDAL_HTTP_RETRY_DELAY: "1",
-           GDAL_DISABLE_READDIR_ON_OPEN: EMPTY_DIR}
+Settings: `eofm.config.TilesSettings` (the ``tiles`` section), which holds every default:
+the STAC API and collections, Sentinel-2 bands and kept SCL classes, the resampling and the
+GDAL options (a given ``gdal`` map is laid over the defaults key by key).
 
 GDAL options: ``GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR`` stops GDAL listing the "directory"
 of every COG over HTTP (one request per open saved, and no 403 noise on signed URLs);
@@ -81,11 +68,11 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from eofm.config import TilesSettings
 from eofm.data.fetch import RetryPolicy
 from eofm.data.store import write_store
 from eofm.data.tiles import local, stac
 from eofm.data.tiles.common import (
-    DEFAULTS,
     PLANETARY_COMPUTER,
     SENSORS,
     AreaGrid,
@@ -95,7 +82,6 @@ from eofm.data.tiles.common import (
     _gdal_env,
     _group_solar_days,
     _install_scrubbers,
-    _merged,
     area_grid,
     s2_offset,
     scrub,
@@ -107,7 +93,6 @@ from eofm.data.tiles.stac import asset_key, search_scenes
 from eofm.errors import TileError, TilesError
 
 __all__ = [
-    "DEFAULTS",
     "PLANETARY_COMPUTER",
     "SENSORS",
     "AreaGrid",
@@ -134,40 +119,42 @@ def fetch_tiles_month(
     sensor: str,
     month: str,
     out: str | os.PathLike,
-    cfg: dict,
+    settings: TilesSettings,
     policy: RetryPolicy,
     *,
     signer: Callable[[str], str] | None = None,
 ) -> Path:
     """Write the tile store of (``area``, ``sensor``, ``month``) at ``out``; return its path.
 
-    ``cfg`` is the config's ``tiles`` section; ``signer`` overrides the configured URL
+    ``settings`` is the config's ``tiles`` section; ``signer`` overrides the configured URL
     signer (tests). Nothing is written unless every read succeeded.
     """
     _install_scrubbers()
-    cfg = _merged(cfg)
     if sensor not in SENSORS:
         raise TileError(f"tiles: sensor {sensor!r} unknown; expected one of {SENSORS}")
-    if area not in (cfg.get("areas") or {}):
-        raise TileError(f"tiles: area {area!r} not in tiles.areas {sorted(cfg.get('areas') or {})}")
-    area_cfg = cfg["areas"][area]
-    grid = area_grid(area_cfg, area)
-    spec = sensor_spec(sensor, cfg)
+    if area not in settings.areas:
+        raise TileError(f"tiles: area {area!r} not in tiles.areas {sorted(settings.areas)}")
+    area_settings = settings.areas[area]
+    grid = area_grid(area_settings, area)
+    spec = sensor_spec(sensor, settings)
     source_name = f"tiles {area}/{sensor}"
-    route = str(cfg.get("source", "stac"))
-    gdal_env = _gdal_env(cfg, policy)
+    gdal_env = _gdal_env(settings, policy)
 
-    if route == "stac":
+    if settings.source == "stac":
         scenes, read, attrs = stac.prepare(
-            sensor, month, area_cfg, grid, cfg, policy, gdal_env, source_name, signer
+            sensor, month, area_settings, grid, settings, policy, gdal_env, source_name, signer
         )
-    elif route == "local":
-        scenes, read, attrs = local.prepare(sensor, month, cfg, grid, spec, gdal_env, source_name)
+    elif settings.source == "local":
+        scenes, read, attrs = local.prepare(
+            sensor, month, settings, grid, spec, gdal_env, source_name
+        )
     else:
-        raise TileError(f"tiles.source: {route!r} unknown; expected 'stac' or 'local'")
+        raise TileError(
+            f"tiles.source: {settings.source!r} has no fetch route; expected 'stac' or 'local'"
+        )
 
     groups = _group_solar_days(scenes, grid.centre_lon)
-    times, data, valid = _assemble(groups, sensor, spec, grid, read, cfg, source_name)
+    times, data, valid = _assemble(groups, sensor, spec, grid, read, settings, source_name)
     attrs.update(
         {
             "stac_items": json.dumps([s.id for s in scenes]),
@@ -175,7 +162,7 @@ def fetch_tiles_month(
             "area": area,
             "sensor": sensor,
             "month": month,
-            "area_bbox_lonlat": json.dumps([float(v) for v in area_cfg["bbox"]]),
+            "area_bbox_lonlat": json.dumps([float(v) for v in area_settings.bbox]),
         }
     )
     ds = tile_dataset(times, data, valid, spec, grid, attrs)

@@ -3,7 +3,6 @@ and solar days, reading a band onto the grid, and assembling the tile store."""
 
 from __future__ import annotations
 
-import copy
 import logging
 import re
 from collections.abc import Callable, Iterable
@@ -21,37 +20,14 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from tqdm.auto import tqdm
 
+from eofm.config import Area, TilesSettings
 from eofm.data.fetch import RetryPolicy
-from eofm.errors import EofmError, TileError
+from eofm.errors import ConfigError, EofmError, TileError
 
 log = logging.getLogger(__name__)
 
 SENSORS = ("modis", "landsat", "sentinel2")
 PLANETARY_COMPUTER = "https://planetarycomputer.microsoft.com/api/stac/v1"
-
-DEFAULTS: dict[str, Any] = {
-    "source": "stac",
-    "areas": {},
-    "resampling": "nearest",
-    "stac": {
-        "api": PLANETARY_COMPUTER,
-        "sign": "planetary_computer",
-        "collections": {
-            "modis": "modis-11A1-061",
-            "landsat": "landsat-c2-l2",
-            "sentinel2": "sentinel-2-l2a",
-        },
-        "max_cloud": 80,
-        "limit": 100,
-    },
-    "local": {"paths": {"modis": [], "landsat": [], "sentinel2": []}},
-    "sentinel2": {"bands": ["B02", "B03", "B04", "B08", "B11", "B12"], "scl_keep": [4, 5, 6]},
-    "gdal": {
-        "GDAL_HTTP_MAX_RETRY": "3",
-        "GDAL_HTTP_RETRY_DELAY": "1",
-        "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
-    },
-}
 
 # Planetary Computer asset names → Earth Search's lowercase names.
 _EARTH_SEARCH_ASSETS = {
@@ -79,20 +55,6 @@ _LANDSAT_CLEAR_BIT = 1 << 6
 # --------------------------------------------------------------------------- config, grid
 
 
-def _merged(cfg: dict[str, Any]) -> dict[str, Any]:
-    """``cfg`` laid over `DEFAULTS` (dicts merged recursively, other values replaced)."""
-
-    def merge(base: Any, over: Any) -> Any:
-        if isinstance(base, dict) and isinstance(over, dict):
-            out = dict(base)
-            for key, value in over.items():
-                out[key] = merge(base.get(key), value) if key in base else value
-            return out
-        return copy.deepcopy(over)
-
-    return merge(copy.deepcopy(DEFAULTS), cfg or {})
-
-
 @dataclass(frozen=True)
 class AreaGrid:
     """The target grid of an area: every sensor is resampled onto it."""
@@ -112,19 +74,22 @@ class AreaGrid:
         return self.transform.f + self.transform.e * (np.arange(self.height) + 0.5)
 
 
-def area_grid(area_cfg: dict[str, Any], name: str = "area") -> AreaGrid:
+def area_grid(area: Area, name: str = "area") -> AreaGrid:
     """The grid of an area: its lon/lat bbox projected and snapped outward to the resolution."""
     try:
-        west, south, east, north = (float(v) for v in area_cfg["bbox"])
-        crs = CRS.from_user_input(area_cfg["crs"])
-        res = float(area_cfg["resolution"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise TileError(
-            f"tiles area {name!r}: expected bbox [W, S, E, N] (lon/lat), crs and resolution; "
-            f"got {area_cfg!r} ({err})"
+        west, south, east, north = (float(v) for v in area.bbox)
+        crs = CRS.from_user_input(area.crs)
+        res = float(area.resolution)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(
+            f"tiles.areas.{name}: expected bbox [W, S, E, N] (lon/lat), crs and resolution; "
+            f"got {area!r} ({err})"
         ) from err
     if not (west < east and south < north) or res <= 0:
-        raise TileError(f"tiles area {name!r}: bbox {area_cfg['bbox']} or resolution {res} invalid")
+        raise ConfigError(
+            f"tiles.areas.{name}: bbox {area.bbox} or resolution {res} invalid; expected "
+            "W < E, S < N and a resolution > 0"
+        )
     left, bottom, right, top = transform_bounds("EPSG:4326", crs, west, south, east, north)
     left, bottom = np.floor(left / res) * res, np.floor(bottom / res) * res
     right, top = np.ceil(right / res) * res, np.ceil(top / res) * res
@@ -155,8 +120,8 @@ class SensorSpec:
     attrs: dict[str, str]
 
 
-def sensor_spec(sensor: str, cfg: dict[str, Any]) -> SensorSpec:
-    """The spec of ``sensor`` under the merged config."""
+def sensor_spec(sensor: str, settings: TilesSettings) -> SensorSpec:
+    """The spec of ``sensor`` (Sentinel-2's bands come from ``tiles.sentinel2.bands``)."""
     if sensor == "modis":
         return SensorSpec(
             "lst",
@@ -182,7 +147,7 @@ def sensor_spec(sensor: str, cfg: dict[str, Any]) -> SensorSpec:
     if sensor == "sentinel2":
         return SensorSpec(
             "reflectance",
-            tuple(str(b).upper() for b in cfg["sentinel2"]["bands"]),
+            tuple(str(b).upper() for b in settings.sentinel2.bands),
             "SCL",
             {
                 "units": "1",
@@ -209,7 +174,11 @@ def s2_offset(baseline: str | None, acquired: datetime | None, applied: bool = F
 
 
 def _convert(
-    sensor: str, scene: Scene, data: np.ndarray, mask: np.ndarray | None, cfg: dict[str, Any]
+    sensor: str,
+    scene: Scene,
+    data: np.ndarray,
+    mask: np.ndarray | None,
+    settings: TilesSettings,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Physical values (band, y, x) float32 with NaN where invalid, and the valid mask."""
     dn = data.astype(np.float64)
@@ -226,7 +195,7 @@ def _convert(
         values = dn * _LANDSAT_SCALE + _LANDSAT_OFFSET
     else:
         if mask is not None:
-            valid &= np.isin(mask, [int(c) for c in cfg["sentinel2"]["scl_keep"]])
+            valid &= np.isin(mask, [int(c) for c in settings.sentinel2.scl_keep])
         offset = s2_offset(
             scene.properties.get("s2:processing_baseline"),
             scene.datetime,
@@ -377,18 +346,29 @@ def _read_on_grid(path: str, grid: AreaGrid, resampling: Resampling, display: st
     raise _ReadError(f"{kind}: {message}", _gdal_transient(message))
 
 
-def _gdal_env(cfg: dict[str, Any], policy: RetryPolicy) -> dict[str, str]:
+def _gdal_env(settings: TilesSettings, policy: RetryPolicy) -> dict[str, str]:
     env = {
         "GDAL_HTTP_TIMEOUT": str(int(max(1, policy.read_timeout))),
         "GDAL_HTTP_CONNECTTIMEOUT": str(int(max(1, policy.connect_timeout))),
         "CPL_CURL_VERBOSE": "NO",
         "CPL_DEBUG": "OFF",
     }
-    env.update({str(k): str(v) for k, v in (cfg.get("gdal") or {}).items()})
+    env.update({str(k): str(v) for k, v in settings.gdal.items()})
     return env
 
 
 # --------------------------------------------------------------------------- assembling
+
+
+def _resampling(name: str) -> Resampling:
+    """rasterio's resampling of ``tiles.resampling`` (the schema takes any string)."""
+    try:
+        return Resampling[name]
+    except KeyError:
+        raise ConfigError(
+            f"tiles.resampling: {name!r} unknown; expected one of rasterio's "
+            f"{', '.join(r.name for r in Resampling)}"
+        ) from None
 
 
 def _empty(spec: SensorSpec, grid: AreaGrid) -> tuple[np.ndarray, np.ndarray]:
@@ -402,11 +382,11 @@ def _assemble(
     spec: SensorSpec,
     grid: AreaGrid,
     read: Callable[[Scene, str, Resampling], np.ndarray],
-    cfg: dict[str, Any],
+    settings: TilesSettings,
     source: str,
 ) -> tuple[list[datetime], np.ndarray, np.ndarray]:
     """Read and mosaic every solar-day group; (times, data[t,b,y,x], valid[t,y,x])."""
-    data_resampling = Resampling[str(cfg.get("resampling", "nearest"))]
+    data_resampling = _resampling(settings.resampling)
     times: list[datetime] = []
     stacks, masks = [], []
     for group in tqdm(groups, desc=source, unit="day", leave=False):
@@ -418,7 +398,7 @@ def _assemble(
                 mask = read(scene, spec.mask, Resampling.nearest)
             else:
                 log.warning("%s: %s has no %s; masking nodata only", source, scene.id, spec.mask)
-            values, valid = _convert(sensor, scene, raw, mask, cfg)
+            values, valid = _convert(sensor, scene, raw, mask, settings)
             fill = valid & ~day_valid
             day[:, fill] = values[:, fill]
             day_valid |= fill

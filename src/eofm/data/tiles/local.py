@@ -17,6 +17,7 @@ import numpy as np
 import rasterio
 from rasterio.enums import Resampling
 
+from eofm.config import TilesSettings
 from eofm.data.tiles.common import (
     _EARTH_SEARCH_ASSETS,
     AreaGrid,
@@ -76,11 +77,9 @@ def _file_band(sensor: str, stem: str) -> tuple[str, str] | None:
     return None
 
 
-def local_scenes(sensor: str, month: str, cfg: dict[str, Any]) -> list[Scene]:
+def local_scenes(sensor: str, month: str, settings: TilesSettings) -> list[Scene]:
     """Scenes of ``sensor`` in ``month`` from the configured globs (one file per band)."""
-    patterns = (cfg["local"].get("paths") or {}).get(sensor) or []
-    if isinstance(patterns, str):
-        patterns = [patterns]
+    patterns: list[str] = getattr(settings.local.paths, sensor)
     start, stop = _month_range(month)
     scenes: dict[str, Scene] = {}
     for pattern in patterns:
@@ -107,7 +106,7 @@ def local_scenes(sensor: str, month: str, cfg: dict[str, Any]) -> list[Scene]:
 def prepare(
     sensor: str,
     month: str,
-    cfg: dict[str, Any],
+    settings: TilesSettings,
     grid: AreaGrid,
     spec: SensorSpec,
     gdal_env: dict[str, str],
@@ -115,7 +114,7 @@ def prepare(
 ) -> tuple[list[Scene], Callable[[Scene, str, Resampling], np.ndarray], dict[str, Any]]:
     """The month's scenes from the local globs (each with a file for every band), a band
     reader, and the store's source attributes."""
-    scenes = local_scenes(sensor, month, cfg)
+    scenes = local_scenes(sensor, month, settings)
 
     # local files may be georeferenced by sidecars (.aux.xml, .j2w): let GDAL look
     local_env = {k: v for k, v in gdal_env.items() if k != "GDAL_DISABLE_READDIR_ON_OPEN"}

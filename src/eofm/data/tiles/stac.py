@@ -16,6 +16,7 @@ import numpy as np
 import rasterio
 from rasterio.enums import Resampling
 
+from eofm.config import Area, TilesSettings
 from eofm.data.fetch import FetchError, RetryPolicy, is_transient, redact, with_retries
 from eofm.data.tiles.common import (
     _EARTH_SEARCH_ASSETS,
@@ -90,21 +91,21 @@ def search_scenes(
     sensor: str,
     grid_bbox: Sequence[float],
     month: str,
-    cfg: dict[str, Any],
+    settings: TilesSettings,
     policy: RetryPolicy,
     source: str,
 ) -> tuple[list[Scene], str]:
     """Unsigned scenes of ``sensor`` over the lon/lat bbox in ``month``; also the collection."""
     import pystac_client
 
-    stac = cfg["stac"]
-    api = str(stac["api"])
-    collection = str(stac["collections"][sensor])
+    stac = settings.stac
+    api = stac.api
+    collection = str(getattr(stac.collections, sensor))
     start, stop = _month_range(month)
     period = f"{month} ({collection})"
     dt_range = f"{start:%Y-%m-%dT%H:%M:%SZ}/{(stop - timedelta(seconds=1)):%Y-%m-%dT%H:%M:%SZ}"
-    spec = sensor_spec(sensor, cfg)
-    max_cloud = stac.get("max_cloud")
+    spec = sensor_spec(sensor, settings)
+    max_cloud = stac.max_cloud
 
     def run_search() -> list[dict[str, Any]]:
         client = pystac_client.Client.open(api, timeout=policy.timeout)
@@ -112,7 +113,7 @@ def search_scenes(
             "collections": [collection],
             "bbox": list(grid_bbox),
             "datetime": dt_range,
-            "limit": int(stac.get("limit", 100)),
+            "limit": stac.limit,
         }
         if sensor != "modis" and max_cloud is not None and client.conforms_to("QUERY"):
             kwargs["query"] = {"eo:cloud_cover": {"lt": float(max_cloud)}}
@@ -160,9 +161,9 @@ def search_scenes(
     return scenes, collection
 
 
-def _signer_for(cfg: dict[str, Any]) -> Callable[[str], str]:
-    mode = str(cfg["stac"].get("sign", "none")).lower()
-    if mode in ("none", "", "false"):
+def _signer_for(settings: TilesSettings) -> Callable[[str], str]:
+    mode = settings.stac.sign
+    if mode == "none":
         return lambda href: href
     if mode == "planetary_computer":
         import planetary_computer
@@ -174,9 +175,9 @@ def _signer_for(cfg: dict[str, Any]) -> Callable[[str], str]:
 def prepare(
     sensor: str,
     month: str,
-    area_cfg: dict[str, Any],
+    area: Area,
     grid: AreaGrid,
-    cfg: dict[str, Any],
+    settings: TilesSettings,
     policy: RetryPolicy,
     gdal_env: dict[str, str],
     source_name: str,
@@ -184,9 +185,9 @@ def prepare(
 ) -> tuple[list[Scene], Callable[[Scene, str, Resampling], np.ndarray], dict[str, Any]]:
     """The month's scenes from the STAC search, a band reader that signs each href just
     before GDAL opens it (retried), and the store's source attributes."""
-    api = str(cfg["stac"]["api"])
-    scenes, collection = search_scenes(sensor, area_cfg["bbox"], month, cfg, policy, source_name)
-    sign = signer or _signer_for(cfg)
+    api = settings.stac.api
+    scenes, collection = search_scenes(sensor, area.bbox, month, settings, policy, source_name)
+    sign = signer or _signer_for(settings)
 
     def read(scene: Scene, band: str, resampling: Resampling) -> np.ndarray:
         href = scene.assets[band]
