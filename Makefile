@@ -1,4 +1,5 @@
 # The two commands a user needs: `make demo` (set up + run the workflow) and `make test`.
+# `make test-fast` is the development loop: everything but the `slow` workflow (DAG) tests.
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 
@@ -9,7 +10,7 @@ CORES ?= all
 # pip's notices about local index folders are noise here; real errors still stop make.
 PIP_FILTER := { grep -v '^WARNING: Location' || true; }
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test test-fast lint clean
 
 install: $(VENV)/.installed
 
@@ -27,6 +28,10 @@ demo: install
 test: install
 	$(BIN)/ruff check src tests scripts bench
 	$(BIN)/python -m pytest
+
+test-fast: install
+	$(BIN)/ruff check src tests scripts bench
+	$(BIN)/python -m pytest -m "not slow"
 
 lint: install
 	$(BIN)/ruff check src tests scripts bench

@@ -1,20 +1,32 @@
-"""Fixtures shared across test folders: sample data for the adapters, a fake Hugging Face Hub."""
+"""Fixtures shared across test folders: sample data for the adapters, one month laid out
+as the workflow lays it out (stores, stats, climatology, a backbone, its latent cache),
+a fake Hugging Face Hub."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from huggingface_hub import close_session
 from huggingface_hub import constants as hf_constants
 from huggingface_hub.utils import _detect_agent
 
-from eofm.data.sample import SampleGrid, generate_period, generate_static
+from eofm.data.sample import SampleGrid, generate_month, generate_period, generate_static
+from eofm.data.stats import compute_climatology, compute_stats
+from eofm.data.store import write_store
+from eofm.hub import save_weights
+from eofm.io import write_json
+from eofm.models.weather import get_adapter
+from eofm.train.latents import encode_month
 from eofm.train.windows import ForecastWindows
 from tests.fakes.hf_hub import FakeHub, point_client_at
 
 GRID = SampleGrid(nlat=16, nlon=32)
+# the targets `inputs` holds a climatology for
+TARGETS = ("tp", "swvl1")
 
 
 SAMPLE_TIMES = np.arange(
@@ -63,6 +75,45 @@ def make_adapter_and_windows(sample_stats) -> Callable:
         return adapter, ForecastWindows(ds, SAMPLE_TIMES[2:5], step_hours=6)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def inputs(tmp_path_factory) -> Path:
+    """One month of sample data, static fields, stats and climatology of its first 5 days,
+    and a random tiny Aurora as the pretrained backbone, as the workflow lays them out.
+
+    Files: ``2020-01.zarr``, ``static.zarr``, ``stats.json``, ``climatology.zarr`` (of
+    ``TARGETS``), ``backbone.safetensors`` and ``backbone.json``.
+    """
+    folder = tmp_path_factory.mktemp("inputs")
+    store = write_store(generate_month("2020-01", GRID, seed=4), folder / "2020-01.zarr")
+    static = write_store(generate_static(GRID, seed=4), folder / "static.zarr")
+    write_json(compute_stats([store], "2020-01-01", "2020-01-05"), folder / "stats.json")
+    climatology = compute_climatology([store], list(TARGETS), "2020-01-01", "2020-01-05")
+    write_store(climatology, folder / "climatology.zarr")
+    adapter = get_adapter("aurora", "tiny", static, GRID.levels)
+    torch.manual_seed(0)
+    save_weights(
+        adapter.build(), folder / "backbone.safetensors", adapter.config(), folder / "backbone.json"
+    )
+    return folder
+
+
+@pytest.fixture(scope="session")
+def latent_cache(inputs, tmp_path_factory) -> Path:
+    """The latent cache of ``inputs``' month: ``2020-01.zarr``."""
+    folder = tmp_path_factory.mktemp("latents")
+    encode_month(
+        [inputs / "2020-01.zarr"],
+        inputs / "static.zarr",
+        inputs / "backbone.safetensors",
+        inputs / "backbone.json",
+        "2020-01",
+        6,
+        folder / "2020-01.zarr",
+        batch_size=16,
+    )
+    return folder
 
 
 @pytest.fixture

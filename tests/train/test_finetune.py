@@ -13,12 +13,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from eofm.data.sample import SampleGrid, generate_month, generate_static
-from eofm.data.stats import compute_climatology, compute_stats
-from eofm.data.store import open_store, write_store
+from eofm.data.sample import SampleGrid
+from eofm.data.store import open_store
 from eofm.data.variables import lookup
 from eofm.hub import read_config, save_weights
-from eofm.io import read_json, write_json
+from eofm.io import read_json
 from eofm.models.weather import MODELS, adapter_for, get_adapter
 from eofm.train.finetune import (
     FinetuneModule,
@@ -261,26 +260,9 @@ def test_full_mode_optimises_the_backbone_at_its_own_rate(backbone):
 
 
 # --------------------------------------------------------------------------- end to end
+# on the `inputs` fixture (tests/conftest.py): its climatology holds TARGETS
 
 GRID = SampleGrid(nlat=16, nlon=32)
-
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    """One month of sample data, static fields, stats and climatology of its first 5 days,
-    and a random tiny Aurora as the pretrained backbone, as the workflow lays them out."""
-    folder = tmp_path_factory.mktemp("inputs")
-    store = write_store(generate_month("2020-01", GRID, seed=4), folder / "2020-01.zarr")
-    static = write_store(generate_static(GRID, seed=4), folder / "static.zarr")
-    write_json(compute_stats([store], "2020-01-01", "2020-01-05"), folder / "stats.json")
-    climatology = compute_climatology([store], list(TARGETS), "2020-01-01", "2020-01-05")
-    write_store(climatology, folder / "climatology.zarr")
-    adapter = get_adapter("aurora", "tiny", static, GRID.levels)
-    torch.manual_seed(0)
-    save_weights(
-        adapter.build(), folder / "backbone.safetensors", adapter.config(), folder / "backbone.json"
-    )
-    return folder
 
 
 @pytest.mark.gpu

@@ -9,12 +9,13 @@ import pytest
 import torch
 import xarray as xr
 
+import eofm
 from eofm.data.qc import QCError
 from eofm.data.sample import SampleGrid, generate_period, generate_static
 from eofm.data.store import open_store, write_store
-from eofm.hub import save_weights
+from eofm.hub import read_config, save_weights
 from eofm.io import read_json
-from eofm.models.weather import get_adapter
+from eofm.models.weather import adapter_from_config, get_adapter
 from eofm.train import latents as cache
 from eofm.train.windows import ForecastWindows
 
@@ -23,7 +24,7 @@ STEP = 6
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
+def two_days(tmp_path_factory):
     """The first two days of January 2020, static fields and a random tiny Aurora."""
     folder = tmp_path_factory.mktemp("latents")
     times = np.arange(
@@ -38,7 +39,7 @@ def inputs(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def encoded(inputs, tmp_path_factory):
+def encoded(two_days, tmp_path_factory):
     out = tmp_path_factory.mktemp("encoded") / "2020-01.zarr"
     pieces = []
     real = cache.store_writer
@@ -56,10 +57,10 @@ def encoded(inputs, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(cache, "store_writer", counting_writer)
         summary = cache.encode_month(
-            [inputs["store"]],
-            inputs["static"],
-            inputs["dir"] / "w.safetensors",
-            inputs["dir"] / "w.json",
+            [two_days["store"]],
+            two_days["static"],
+            two_days["dir"] / "w.safetensors",
+            two_days["dir"] / "w.json",
             "2020-01",
             STEP,
             out,
@@ -68,9 +69,9 @@ def encoded(inputs, tmp_path_factory):
     return out, summary, pieces
 
 
-def test_encode_month_streams_batches_into_the_same_store(inputs, encoded):
+def test_encode_month_streams_batches_into_the_same_store(two_days, encoded):
     out, summary, pieces = encoded
-    valid = inputs["times"][2:]  # the first two steps have no t − step, t − 2 step inputs
+    valid = two_days["times"][2:]  # the first two steps have no t − step, t − 2 step two_days
     assert pieces == [4, 2]  # one piece per batch, never the month at once
     assert summary["n_samples"] == len(valid) == 6
     ds = open_store(out)
@@ -84,21 +85,21 @@ def test_encode_month_streams_batches_into_the_same_store(inputs, encoded):
     assert ds.attrs["valid_time_offset_hours"] == STEP
     np.testing.assert_array_equal(ds.time.values, valid)
     # the same latents as encoding every window in one batch
-    adapter = inputs["adapter"]
-    model = cache.load_weights(adapter.build(), inputs["dir"] / "w.safetensors").eval()
-    windows = ForecastWindows(xr.open_zarr(inputs["store"], consolidated=False), valid, STEP)
+    adapter = two_days["adapter"]
+    model = cache.load_weights(adapter.build(), two_days["dir"] / "w.safetensors").eval()
+    windows = ForecastWindows(xr.open_zarr(two_days["store"], consolidated=False), valid, STEP)
     with torch.no_grad():
         whole = adapter.encode(model, adapter.make_batch([windows[i] for i in range(len(valid))]))
     np.testing.assert_allclose(ds["latent"].values, whole.numpy(), rtol=1e-5, atol=1e-6)
 
 
-def test_check_latents_passes_a_good_store_and_writes_its_report(inputs, encoded, tmp_path):
+def test_check_latents_passes_a_good_store_and_writes_its_report(two_days, encoded, tmp_path):
     out, _, _ = encoded
     report = cache.check_latents(
         out,
-        [inputs["store"]],
-        inputs["static"],
-        inputs["dir"] / "w.json",
+        [two_days["store"]],
+        two_days["static"],
+        two_days["dir"] / "w.json",
         "2020-01",
         STEP,
         tmp_path / "qc.json",
@@ -107,7 +108,7 @@ def test_check_latents_passes_a_good_store_and_writes_its_report(inputs, encoded
     assert read_json(tmp_path / "qc.json") == report
     assert report["n_samples"] == 6
     assert (
-        report["shape"] == report["expected_shape"] == list(inputs["adapter"].latent_spec().shape)
+        report["shape"] == report["expected_shape"] == list(two_days["adapter"].latent_spec().shape)
     )
     assert report["std"] > 0 and report["dead_channel_fraction"] < 1
     cache.require_latent_qc([tmp_path / "qc.json"])  # passes: no error
@@ -122,13 +123,13 @@ def _latent_store(path, values, times, patch_size=4):
     return write_store(ds, path, validate=False)
 
 
-def test_latent_qc_names_the_store_and_each_problem(inputs, tmp_path):
-    spec = inputs["adapter"].latent_spec()
-    times = inputs["times"][2:6]
+def test_latent_qc_names_the_store_and_each_problem(two_days, tmp_path):
+    spec = two_days["adapter"].latent_spec()
+    times = two_days["times"][2:6]
     values = np.random.default_rng(0).normal(size=(len(times), *spec.shape))
     values[0, 0, 0, 0] = np.nan
     bad = _latent_store(tmp_path / "bad.zarr", values, times)
-    report = cache.latent_qc(bad, spec, inputs["times"][2:])
+    report = cache.latent_qc(bad, spec, two_days["times"][2:])
     problems = " | ".join(report["problems"])
     assert not report["passed"]
     assert str(bad) in problems
@@ -161,3 +162,71 @@ def test_require_latent_qc_stops_training_on_a_failed_report(tmp_path):
     )
     with pytest.raises(QCError, match=r"b\.zarr: 3 non-finite"):
         cache.require_latent_qc([tmp_path / "a.json", tmp_path / "b.json"])
+
+
+# ------------------------------------------------ the month of the shared `inputs`
+
+
+def test_encoded_month_holds_one_latent_per_valid_time(inputs, latent_cache):
+    backbone = read_config(inputs / "backbone.json")
+    spec = adapter_from_config(backbone, inputs / "static.zarr").latent_spec()
+    ds = open_store(latent_cache / "2020-01.zarr")
+    latent = ds["latent"]
+    assert latent.dims == ("time", "patch_lat", "patch_lon", "channel")
+    # every 6-hourly time of January whose inputs at t − 6 h and t − 12 h exist:
+    # 31 × 4 steps, less 00:00 and 06:00 on the 1st
+    assert latent.shape == (31 * 4 - 2, *spec.shape)
+    assert str(ds.time.values[0])[:13] == "2020-01-01T12"
+    assert str(ds.time.values[-1])[:13] == "2020-01-31T18"
+    assert latent.dtype == np.float32 and np.isfinite(latent.values).all()
+    assert latent.attrs["units"] == "1" and "aurora" in latent.attrs["long_name"]
+    assert ds.attrs["patch_size"] == spec.patch_size
+    assert ds.attrs["valid_time_offset_hours"] == 6
+    assert ds.attrs["source"] == "aurora-tiny"
+    assert ds.attrs["eofm_version"] == eofm.__version__
+
+
+def test_a_month_without_input_windows_is_named(inputs, tmp_path):
+    with pytest.raises(ValueError, match=r"2020-01\.zarr.*no complete input window for 2020-03"):
+        cache.encode_month(
+            [inputs / "2020-01.zarr"],
+            inputs / "static.zarr",
+            inputs / "backbone.safetensors",
+            inputs / "backbone.json",
+            "2020-03",
+            6,
+            tmp_path / "2020-03.zarr",
+        )
+    assert not (tmp_path / "2020-03.zarr").exists()
+
+
+# ------------------------------------------------ reading the cache back
+
+
+def _patch_store(path, start: str, n: int, patch_size: int, value: float = 0.0):
+    times = np.datetime64(start, "ns") + np.arange(n) * np.timedelta64(6, "h")
+    ds = xr.Dataset(
+        {"latent": (("time", "patch_lat", "patch_lon", "channel"), np.full((n, 2, 4, 3), value))},
+        coords={"time": times},
+        attrs={"patch_size": patch_size},
+    )
+    return write_store(ds.astype(np.float32), path, validate=False)
+
+
+def test_load_latents_joins_stores_in_time_order(tmp_path):
+    feb = _patch_store(tmp_path / "feb.zarr", "2020-02-01T00", 3, patch_size=4, value=2.0)
+    jan = _patch_store(tmp_path / "jan.zarr", "2020-01-31T06", 3, patch_size=4, value=1.0)
+    latents = cache.load_latents([feb, jan])
+    assert latents.dims == ("time", "patch_lat", "patch_lon", "channel")
+    assert latents.shape == (6, 2, 4, 3)
+    assert np.all(np.diff(latents.time.values) > np.timedelta64(0, "s"))
+    assert latents.values[:, 0, 0, 0].tolist() == [1, 1, 1, 2, 2, 2]
+    assert latents.attrs["patch_size"] == 4
+
+
+def test_load_latents_refuses_stores_of_different_patch_sizes(tmp_path):
+    a = _patch_store(tmp_path / "a.zarr", "2020-01-01T00", 2, patch_size=4)
+    b = _patch_store(tmp_path / "b.zarr", "2020-01-02T00", 2, patch_size=2)
+    message = r"a\.zarr.*b\.zarr.*one patch_size attribute; found \[2, 4\]"
+    with pytest.raises(ValueError, match=message):
+        cache.load_latents([a, b])

@@ -1,25 +1,18 @@
-"""The workflow as a user runs it: lint, then the whole DAG on a tiny config."""
+"""The workflow as a user runs it: lint, then the whole DAG on a tiny config.
+
+``finished_run`` (tests/workflow/conftest.py) is one DAG run shared by the slow tests.
+"""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ROOT / "tests" / "config" / "tiny.yaml"
-
-
-def snakemake(*args: str, workdir: Path | None = None) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
-    if workdir is not None:
-        command += ["--directory", str(workdir)]
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1500)
+from tests.workflow.run import TINY, snakemake
 
 
 def test_lint_reports_nothing():
@@ -38,14 +31,6 @@ def test_config_errors_name_the_key(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "['weather']['decoder']['epochs']" in output and "minimum" in output
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("run")
-    result = snakemake("--configfile", str(TINY), workdir=workdir)
-    assert result.returncode == 0, result.stderr[-5000:]
-    return workdir
 
 
 MODELS = ("aurora-tiny", "climax-tiny", "prithvi_wxc-tiny")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -20,8 +19,8 @@ import yaml
 from tests.fakes.cds import FakeCDS
 from tests.fakes.gesdisc import FakeGesdisc
 from tests.fakes.http_server import FakeServer
+from tests.workflow.run import snakemake as run_snakemake
 
-ROOT = Path(__file__).resolve().parents[1]
 CDS_KEY = "planted-cds-key-7f1e2b-never-log"
 
 
@@ -30,11 +29,8 @@ def snakemake(
 ) -> subprocess.CompletedProcess[str]:
     configfile = workdir / "config.yaml"
     configfile.write_text(yaml.safe_dump(config))
-    command = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", str(configfile)]
-    command += ["--directory", str(workdir), *args]
-    return subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env or os.environ
-    )
+    # --configfile takes several files: the target must not follow it
+    return run_snakemake(*args, "--configfile", str(configfile), workdir=workdir, env=env)
 
 
 def job_counts(output: str) -> dict[str, int]:
