@@ -148,10 +148,12 @@ def test_a_test_period_before_training_is_fine():
 
 
 def test_load_gives_typed_settings_with_library_defaults():
-    settings = cfg.load(merged(from_file("tests/config/tiny.yaml"), RICH))
+    tiny = from_file("tests/config/tiny.yaml")
+    settings = cfg.load(merged(tiny, RICH))
     assert isinstance(settings.weather.decoder, cfg.DecoderSettings)
     assert settings.weather.decoder.hidden == [64, 64] and settings.weather.decoder.residual
-    assert settings.weather.decoder.epochs == 100 and settings.weather.pretrain.epochs == 2
+    assert settings.weather.decoder.epochs == tiny["weather"]["decoder"]["epochs"]
+    assert settings.weather.pretrain.epochs == tiny["weather"]["pretrain"]["epochs"]
     aurora, climax = settings.weather.backbones["aurora"], settings.weather.backbones["climax"]
     assert isinstance(aurora.weights, cfg.HubWeights) and aurora.weights.revision == "v1"
     assert isinstance(climax.weights, cfg.LocalWeights) and climax.weights.sha256 is None
