@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 
 import numpy as np
@@ -97,3 +98,28 @@ def test_a_period_too_short_to_validate_is_named(inputs, tmp_path):
             tmp_path / "checkpoints",
         )
     assert not (tmp_path / "backbone.safetensors").exists()
+
+
+def test_the_statistics_key_the_run_beside_the_stores(inputs, tmp_path):
+    """ClimaX and Prithvi WxC normalise with the statistics: new statistics, a new run."""
+    settings = _settings(_levels(inputs), epochs=1)
+    stats = tmp_path / "stats.json"
+    stats.write_bytes((inputs / "stats.json").read_bytes())
+
+    def runs() -> set[str]:
+        pretrain(
+            [inputs / "2020-01.zarr"],
+            inputs / "static.zarr",
+            tmp_path / "backbone.safetensors",
+            tmp_path / "backbone.json",
+            tmp_path / "pretrain.json",
+            settings,
+            tmp_path / "checkpoints",
+            stats_path=stats,
+        )
+        return {p.name for p in (tmp_path / "checkpoints").iterdir() if p.is_dir()}
+
+    first = runs()
+    assert len(first) == 1
+    stats.write_text(json.dumps({**read_json(stats), "note": "recomputed"}))
+    assert len(runs() - first) == 1

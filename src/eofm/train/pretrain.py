@@ -111,7 +111,9 @@ def pretrain(
     ]
     module = ForecastModule(adapter, model, settings.learning_rate)
     initial = _mean_loss(adapter, model, loaders[1])
-    with training_run(checkpoint_dir, asdict(settings), [*store_paths, static_path]) as run:
+    # the statistics normalise backbones that use them (ClimaX, Prithvi WxC): an input too
+    inputs = [*store_paths, static_path, *([stats_path] if stats_path is not None else [])]
+    with training_run(checkpoint_dir, asdict(settings), inputs) as run:
         result = fit(
             module,
             loaders[0],
