@@ -22,7 +22,7 @@ from eofm.data.fetch import FetchError, RetryPolicy
 from eofm.data.tiles import TileError, area_grid, asset_key, fetch_tiles_month, s2_offset
 from tests.fakes.http_server import FakeServer
 from tests.fakes.realdata import real_file
-from tests.fakes.stac import SECRET, FakeStac, planted_signer
+from tests.fakes.stac import SECRET, FakeStac, cog_bytes, planted_signer
 
 POLICY = RetryPolicy(attempts=4, backoff=0.01, max_backoff=0.02, connect_timeout=2, read_timeout=5)
 UTM = "EPSG:32631"
@@ -515,3 +515,130 @@ def test_local_sentinel2_jpeg2000(tmp_path):
     np.testing.assert_allclose(
         ds["reflectance"].sel(band="B04").isel(time=0).values[data], expected[data] / 1e4, rtol=1e-6
     )
+
+
+# ------------------------------------------------------------- Landsat product levels
+
+C1_MTL = """GROUP = L1_METADATA_FILE
+  GROUP = METADATA_FILE_INFO
+    LANDSAT_PRODUCT_ID = "LC08_L1TP_196029_20200605_20200608_01_T1"
+    COLLECTION_NUMBER = 01
+  END_GROUP = METADATA_FILE_INFO
+  GROUP = PRODUCT_METADATA
+    DATA_TYPE = "L1TP"
+  END_GROUP = PRODUCT_METADATA
+  GROUP = RADIOMETRIC_RESCALING
+    RADIANCE_MULT_BAND_10 = 3.3420E-04
+    RADIANCE_ADD_BAND_10 = 0.10000
+  END_GROUP = RADIOMETRIC_RESCALING
+END_GROUP = L1_METADATA_FILE
+END
+"""
+# A Collection 2 Level-2 MTL names the product's own level first and its Level-1 source
+# in a later group, as USGS ships it.
+C2_L2_MTL_JSON = {
+    "LANDSAT_METADATA_FILE": {
+        "PRODUCT_CONTENTS": {
+            "LANDSAT_PRODUCT_ID": "LC08_L2SP_196029_20230605_20230613_02_T1",
+            "PROCESSING_LEVEL": "L2SP",
+            "COLLECTION_NUMBER": "02",
+        },
+        "LEVEL1_PROCESSING_RECORD": {
+            "LANDSAT_PRODUCT_ID": "LC08_L1TP_196029_20230605_20230613_02_T1",
+            "PROCESSING_LEVEL": "L1TP",
+        },
+    }
+}
+
+
+def _landsat_files(folder: Path, product: str, bands: tuple[str, ...]) -> None:
+    """One GeoTIFF per band, named ``<product>_<band>.TIF`` as USGS delivers them."""
+    transform, shape = _source_grid(30.0)
+    folder.mkdir(parents=True, exist_ok=True)
+    for band in bands:  # 21824: QA_PIXEL's "clear, low-confidence everything"
+        values = np.full(shape, 21824 if "QA" in band else 20000, np.uint16)
+        (folder / f"{product}_{band}.TIF").write_bytes(cog_bytes(values, UTM, transform))
+
+
+def _local_landsat(folder: Path) -> TilesSettings:
+    return TilesSettings.from_dict(
+        {
+            "source": "local",
+            "areas": {"a": AREA},
+            "local": {"paths": {"landsat": [str(folder / "*.TIF")]}},
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("product", "bands", "expected"),
+    [
+        # Collection 1 Level-1, as EarthExplorer delivered it: B10 DN and the BQA band
+        (
+            "LC08_L1TP_196029_20230605_20230608_01_T1",
+            ("B10", "BQA"),
+            "Collection 01 Level-1 product (L1TP, from its name)",
+        ),
+        # Collection 2 Level-1: still DN
+        (
+            "LC08_L1GT_196029_20230605_20230608_02_T2",
+            ("B10", "QA_PIXEL"),
+            "Collection 02 Level-1 product (L1GT, from its name)",
+        ),
+        # Level-2 surface reflectance only: no surface temperature in it
+        ("LC08_L2SR_196029_20230605_20230613_02_T1", ("ST_B10", "QA_PIXEL"), "L2SR product"),
+    ],
+)
+def test_local_landsat_refuses_what_is_not_level2_surface_temperature(
+    tmp_path, product, bands, expected
+):
+    _landsat_files(tmp_path / "in", product, bands)
+    with pytest.raises(TileError) as error:
+        fetch_tiles_month(
+            "a", "landsat", "2023-06", tmp_path / "l.zarr", _local_landsat(tmp_path / "in"), POLICY
+        )
+    message = str(error.value)
+    assert expected in message and f"{product}_" in message and "L2SP" in message, message
+    assert not (tmp_path / "l.zarr").exists()
+
+
+def test_local_landsat_level1_renamed_is_caught_by_its_mtl(tmp_path):
+    _landsat_files(tmp_path / "in", "20230605", ("B10", "QA_PIXEL"))
+    (tmp_path / "in" / "20230605_MTL.txt").write_text(C1_MTL)
+    with pytest.raises(TileError, match=r"Level-1 product \(L1TP, from 20230605_MTL\.txt\)"):
+        fetch_tiles_month(
+            "a", "landsat", "2023-06", tmp_path / "l.zarr", _local_landsat(tmp_path / "in"), POLICY
+        )
+    assert not (tmp_path / "l.zarr").exists()
+
+
+def test_local_landsat_bare_b10_without_product_or_mtl_is_refused(tmp_path):
+    _landsat_files(tmp_path / "in", "20230605", ("B10", "QA_PIXEL"))
+    with pytest.raises(TileError, match="cannot be told from Level-2 ST"):
+        fetch_tiles_month(
+            "a", "landsat", "2023-06", tmp_path / "l.zarr", _local_landsat(tmp_path / "in"), POLICY
+        )
+
+
+def test_local_landsat_name_and_mtl_must_agree(tmp_path):
+    product = "LC08_L2SP_196029_20230605_20230613_02_T1"
+    _landsat_files(tmp_path / "in", product, ("ST_B10", "QA_PIXEL"))
+    (tmp_path / "in" / f"{product}_MTL.txt").write_text(C1_MTL)
+    with pytest.raises(TileError, match=r"name says L2SP Collection 02 but .*MTL\.txt says L1TP"):
+        fetch_tiles_month(
+            "a", "landsat", "2023-06", tmp_path / "l.zarr", _local_landsat(tmp_path / "in"), POLICY
+        )
+
+
+def test_local_landsat_level2_with_its_mtl_json_is_stored_as_surface_temperature(tmp_path):
+    product = "LC08_L2SP_196029_20230605_20230613_02_T1"
+    _landsat_files(tmp_path / "in", product, ("ST_B10", "QA_PIXEL"))
+    (tmp_path / "in" / f"{product}_MTL.json").write_text(json.dumps(C2_L2_MTL_JSON))
+    out = fetch_tiles_month(
+        "a", "landsat", "2023-06", tmp_path / "l.zarr", _local_landsat(tmp_path / "in"), POLICY
+    )
+    ds = xr.open_zarr(out, consolidated=False)
+    assert ds.sizes["time"] == 1 and "Level-2" in ds["lst"].attrs["long_name"]
+    lst = ds["lst"].isel(time=0, band=0).values[ds["valid"].isel(time=0).values == 1]
+    assert lst.size > 0
+    np.testing.assert_allclose(lst, 20000 * 0.00341802 + 149.0, rtol=1e-6)

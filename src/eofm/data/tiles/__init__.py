@@ -58,6 +58,10 @@ per band, grouped into scenes by file name: the date is the first ``YYYYMMDD`` (
 ``..._SCL_20m.jp2``, ``...LST_Day_1km.tif``, ``...QC_Day.tif``). A scene without its QA/SCL
 file is masked on nodata only (with a warning). Files must be georeferenced (internally or
 by a ``.aux.xml``/world-file sidecar). Multi-band files contribute band 1.
+Landsat files must be Collection 2 Level-2 surface temperature: the product ID in the name
+(``L2SP``, collection ``02``) and a ``_MTL.txt``/``_MTL.json`` beside them, when present, must
+say so; a Level-1 (``L1TP``/``L1GT``/``L1GS``), Collection 1 or ``L2SR`` product, or a bare
+``B10`` that neither identifies, fails before anything is written (L1 DN is not L2 ST).
 """
 
 from __future__ import annotations

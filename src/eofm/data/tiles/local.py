@@ -77,6 +77,76 @@ def _file_band(sensor: str, stem: str) -> tuple[str, str] | None:
     return None
 
 
+# A Landsat product ID: sensor, processing level, path/row, acquisition and processing
+# dates, collection number and tier (USGS names every file of a product after it).
+_LANDSAT_PRODUCT_ID = re.compile(
+    r"L[COTEM]0\d_(L1TP|L1GT|L1GS|L2SP|L2SR)_\d{6}_\d{8}_\d{8}_(\d{2})_(?:T1|T2|RT)"
+)
+_MTL_LEVEL = re.compile(r'(?:PROCESSING_LEVEL|DATA_TYPE)\s*=\s*"?(L[12][A-Z]{2})"?')
+_MTL_COLLECTION = re.compile(r'COLLECTION_NUMBER\s*=\s*"?0*(\d+)"?')
+_LANDSAT_EXPECTED = (
+    "expected Collection 2 Level-2 surface temperature: files named after an L2SP product "
+    "(e.g. LC08_L2SP_196029_20230605_20230613_02_T1_ST_B10.TIF with its _QA_PIXEL.TIF)"
+)
+
+
+def _mtl_product(path: Path, scene_key: str) -> tuple[str, str, Path] | None:
+    """(processing level, collection, MTL file) from the scene's ``_MTL.txt``/``_MTL.json``."""
+    prefix = scene_key.upper()
+    for mtl in sorted(path.parent.iterdir()):
+        upper = mtl.name.upper()
+        if not (upper.endswith(("_MTL.TXT", "_MTL.JSON")) and upper.startswith(prefix)):
+            continue
+        text = mtl.read_text(errors="replace")
+        if upper.endswith(".JSON"):  # Collection 2 MTL.json: "KEY": "value" pairs, nested
+            text = re.sub(r'"(\w+)"\s*:\s*', r"\1 = ", text)
+        level, collection = _MTL_LEVEL.search(text), _MTL_COLLECTION.search(text)
+        if level is None:
+            raise TileError(f"{mtl}: no PROCESSING_LEVEL or DATA_TYPE; expected a Landsat MTL file")
+        return level.group(1), collection.group(1).zfill(2) if collection else "", mtl
+    return None
+
+
+def check_landsat_product(path: Path, band: str, scene_key: str) -> None:
+    """Refuse a file that is not Collection 2 Level-2 surface temperature (or its QA).
+
+    A Level-1 ``B10`` holds thermal DN, not kelvin: converted with the L2 ST scale it comes
+    out tens of kelvin too cold, so the product is identified from the name's product ID
+    and the MTL file beside it, and anything else fails before a store is written.
+    """
+    found = _LANDSAT_PRODUCT_ID.search(path.name.upper())
+    named = (found.group(1), found.group(2)) if found else None
+    mtl = _mtl_product(path, scene_key) if scene_key else None
+    if named and mtl and named != mtl[:2]:
+        raise TileError(
+            f"{path}: the name says {named[0]} Collection {named[1]} but {mtl[2].name} says "
+            f"{mtl[0]} Collection {mtl[1] or '?'}; {_LANDSAT_EXPECTED}"
+        )
+    level, collection = named or (mtl[:2] if mtl else ("", ""))
+    where = "its name" if named else (mtl[2].name if mtl else "")
+    if level.startswith("L1"):
+        raise TileError(
+            f"{path}: a Landsat Collection {collection} Level-1 product ({level}, from {where}): "
+            f"its band 10 is thermal DN (at-sensor radiance), not surface temperature; "
+            f"{_LANDSAT_EXPECTED}"
+        )
+    if collection and collection != "02":
+        raise TileError(
+            f"{path}: a Landsat Collection {collection} product (from {where}); {_LANDSAT_EXPECTED}"
+        )
+    if level == "L2SR":
+        raise TileError(
+            f"{path}: a Landsat L2SR product (surface reflectance only, no surface "
+            f"temperature); {_LANDSAT_EXPECTED}"
+        )
+    stem = path.stem.upper()
+    if not level and band == "lwir11" and not stem.endswith(("ST_B10", "LWIR11")):
+        raise TileError(
+            f"{path}: a bare B10 band with no product ID in its name and no _MTL file beside "
+            f"it, so Level-1 DN cannot be told from Level-2 ST; {_LANDSAT_EXPECTED}"
+        )
+
+
 def local_scenes(sensor: str, month: str, settings: TilesSettings) -> list[Scene]:
     """Scenes of ``sensor`` in ``month`` from the configured globs (one file per band)."""
     patterns: list[str] = getattr(settings.local.paths, sensor)
@@ -97,6 +167,8 @@ def local_scenes(sensor: str, month: str, settings: TilesSettings) -> list[Scene
             if not (start <= when < stop):
                 continue
             band, key = found
+            if sensor == "landsat":
+                check_landsat_product(path, band, key)
             key = key or f"{when:%Y%m%d}"
             scene = scenes.setdefault(key, Scene(key, when, {}, {}))
             scene.assets[band] = str(path)
