@@ -169,7 +169,7 @@ def training_run(
             stale.unlink(missing_ok=True)
         described = {
             "settings": settings,
-            "inputs": [{"path": str(p), "sha256": d} for p, d in zip(inputs, digests, strict=True)],
+            "inputs": [{"path": str(p), "digest": d} for p, d in zip(inputs, digests, strict=True)],
         }
         write_json(described, run_dir / "settings.json")
         yield TrainingRun(run_dir, key)
