@@ -778,6 +778,8 @@ def test_local_sentinel2_safe_time_baseline_and_finest_band(tmp_path, capfd, wit
         band = np.full(shape, value, np.uint16)
         (granule / f"R{res}" / f"{stem}_B04_{res}.tif").write_bytes(cog_bytes(band, UTM, transform))
     (granule / "R20m" / f"{stem}_SCL_20m.tif").write_bytes(cog_bytes(scl, UTM, transform))
+    b05 = cog_bytes(np.full(shape, 7, np.uint16), UTM, transform)  # a band not configured
+    (granule / "R20m" / f"{stem}_B05_20m.tif").write_bytes(b05)
     if with_mtd:
         (safe / "MTD_MSIL2A.xml").write_text(_MTD_MSIL2A)
     cfg = TilesSettings.from_dict(
@@ -798,4 +800,5 @@ def test_local_sentinel2_safe_time_baseline_and_finest_band(tmp_path, capfd, wit
     assert f"{stem}_B04_20m.tif" in capfd.readouterr().err  # the coarser copy, said so
     inputs = json.loads(ds.attrs["input_checksums"])
     assert f"{stem}_B04_10m.tif" in inputs and f"{stem}_B04_20m.tif" not in inputs
+    assert f"{stem}_SCL_20m.tif" in inputs and f"{stem}_B05_20m.tif" not in inputs  # not read
     assert ("MTD_MSIL2A.xml" in inputs) == with_mtd

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ from rasterio.warp import transform as warp_transform
 
 from eofm.config import Area, TilesSettings
 from eofm.data.fetch import RetryPolicy, sha256sum
-from eofm.data.tiles import TileError, area_grid, fetch_tiles_month
+from eofm.data.tiles import TileError, area_grid, fetch_tiles_month, modis_hdf
 from tests.fakes.http_server import FakeServer
 from tests.fakes.modis_hdf import (
     PIXEL,
@@ -227,3 +227,28 @@ def test_local_modis_granule_scaled_otherwise_is_refused(tmp_path):
     with pytest.raises(TileError, match=r"LST_Day_1km has scale_factor=0\.01; expected 0\.02"):
         fetch_tiles_month("a", "modis", "2023-06", tmp_path / "m.zarr", _cfg(folder), POLICY)
     assert not (tmp_path / "m.zarr").exists()
+
+
+@pytest.mark.parametrize(
+    ("bbox", "tile", "covered"),
+    [
+        ([2.9, 44.9, 3.1, 45.1], (H, V), True),
+        ([2.9, 44.9, 3.1, 45.1], (H + 1, V), False),
+        # h35v09 reaches past 180° E away from the equator: across the antimeridian
+        ([-178.5, -9.5, -178.0, -9.1], (35, 9), True),
+        ([-178.5, -9.5, -178.0, -9.1], (35, 10), False),
+        ([-178.5, -9.5, -178.0, -9.1], (0, 9), True),
+    ],
+)
+def test_granules_outside_the_area_are_told_apart(bbox, tile, covered):
+    grid = area_grid(Area(bbox=bbox, crs="EPSG:4326", resolution=0.01))
+    left, top = tile_corner(*tile)
+    granule = modis_hdf.Granule(
+        Path("g.hdf"),
+        modis_hdf.GranuleName("MOD11A1", datetime(2023, 6, 15, tzinfo=UTC), tile, "061"),
+        rasterio.crs.CRS.from_proj4(SINU),
+        Affine(PIXEL, 0, left, 0, -PIXEL, top),
+        SIZE,
+        SIZE,
+    )
+    assert modis_hdf.overlaps(granule, grid) is covered

@@ -393,12 +393,18 @@ def local_scenes(sensor: str, month: str, settings: TilesSettings, grid: AreaGri
     return sorted(scenes.values(), key=lambda s: (s.datetime, s.id))
 
 
-def _input_checksums(scenes: list[Scene]) -> dict[str, str]:
-    """sha256 of every file read (bands and metadata), by name (by path where names clash)."""
-    paths = {Path(p) for s in scenes for p in s.assets.values()}
+def _inputs(scenes: list[Scene], spec: SensorSpec) -> list[Path]:
+    """Every file the store is made from: the bands and mask read, and metadata files."""
+    needed = (*spec.bands, spec.mask)
+    paths = {Path(p) for s in scenes for b, p in s.assets.items() if b in needed}
     paths |= {Path(p) for s in scenes for p in s.properties.get("local:metadata", [])}
+    return sorted(paths)
+
+
+def _input_checksums(paths: list[Path]) -> dict[str, str]:
+    """sha256 of each file by name (by full path where two names clash)."""
     checksums: dict[str, str] = {}
-    for path in sorted(paths):
+    for path in paths:
         key = path.name if path.name not in checksums else str(path.resolve())
         checksums[key] = sha256sum(path)
     return checksums
@@ -438,11 +444,11 @@ def prepare(
                 f"{source_name} {month}: scene {scene.id} has no file for band(s) {missing}; "
                 f"found {sorted(scene.assets)} (expected one file per band)"
             )
-    paths = sorted({p for s in scenes for p in s.assets.values()})
+    inputs = _inputs(scenes, spec)
     attrs = {
         "source": f"local files ({sensor})",
-        "source_url": json.dumps([Path(p).resolve().as_uri() for p in paths]),
+        "source_url": json.dumps([p.resolve().as_uri() for p in inputs]),
         "source_version": "local",
-        "input_checksums": json.dumps(_input_checksums(scenes), sort_keys=True),
+        "input_checksums": json.dumps(_input_checksums(inputs), sort_keys=True),
     }
     return scenes, read, attrs

@@ -197,12 +197,25 @@ def open_granule(path: Path) -> Granule:
 
 
 def overlaps(granule: Granule, grid: AreaGrid) -> bool:
-    """Whether the granule's tile covers any of the area grid (bounds in the grid's CRS)."""
-    left, bottom, right, top = transform_bounds(granule.crs, grid.crs, *granule.bounds)
+    """Whether the granule's tile covers any of the area grid (bounds in the grid's CRS).
+
+    Tiles on the globe's edge have corners off the sphere that PROJ cannot transform: those
+    are kept, and their reads decide.
+    """
+    try:
+        left, bottom, right, top = transform_bounds(granule.crs, grid.crs, *granule.bounds)
+    except Exception:  # rasterio/PROJ: a corner off the sphere
+        return True
+    if not np.all(np.isfinite([left, bottom, right, top])):
+        return True
     t = grid.transform
     g_left, g_top = t.c, t.f
     g_right, g_bottom = t.c + t.a * grid.width, t.f + t.e * grid.height
-    return left < g_right and right > g_left and bottom < g_top and top > g_bottom
+    if left > right:  # across the antimeridian (a geographic grid): two spans of x
+        x_hit = g_right > left or g_left < right
+    else:
+        x_hit = left < g_right and right > g_left
+    return x_hit and bottom < g_top and top > g_bottom
 
 
 def _sds(granule: Granule, sds_name: str) -> tuple[np.ndarray, dict[str, Any]]:
