@@ -31,8 +31,6 @@ from tests.fakes.modis_hdf import (
 )
 from tests.fakes.stac import FakeStac
 
-pytest.importorskip("pyhdf")
-
 POLICY = RetryPolicy(attempts=2, backoff=0.01, max_backoff=0.02, connect_timeout=2, read_timeout=5)
 SINU = "+proj=sinu +lon_0=0 +x_0=0 +y_0=0 +R=6371007.181 +units=m +no_defs"
 UTM = "EPSG:32631"
