@@ -651,7 +651,9 @@ class TilesLocal(Section):
         doc="globs per sensor. Files are grouped into scenes by the date in their name "
         "(`YYYYMMDD`, `YYYY-MM-DD` or MODIS `AYYYYDDD`) and the band is the name's last token "
         "(`…_ST_B10.TIF`, `…_QA_PIXEL.TIF`, `…_B04_10m.jp2`, `…_SCL_20m.jp2`, "
-        "`…LST_Day_1km.tif`, `…QC_Day.tif`); files must be georeferenced",
+        "`…LST_Day_1km.tif`, `…QC_Day.tif`); files must be georeferenced. MODIS also reads "
+        "LP DAAC's MOD11A1 HDF4 granules (`MOD11A1.AYYYYDDD.hHHvVV.061.*.hdf`, needs pyhdf). "
+        "Unusable files are listed on the console; a month with no usable file is an error",
     )
 
 

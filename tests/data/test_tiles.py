@@ -18,8 +18,10 @@ from rasterio.transform import Affine
 from rasterio.warp import reproject, transform_bounds
 
 from eofm.config import Area, TilesSettings
-from eofm.data.fetch import FetchError, RetryPolicy
+from eofm.data.fetch import FetchError, RetryPolicy, sha256sum
+from eofm.data.manifest import store_digest, store_manifest
 from eofm.data.tiles import TileError, area_grid, asset_key, fetch_tiles_month, s2_offset
+from eofm.logs import job_log
 from tests.fakes.http_server import FakeServer
 from tests.fakes.realdata import real_file
 from tests.fakes.stac import SECRET, FakeStac, cog_bytes, planted_signer
@@ -642,3 +644,161 @@ def test_local_landsat_level2_with_its_mtl_json_is_stored_as_surface_temperature
     lst = ds["lst"].isel(time=0, band=0).values[ds["valid"].isel(time=0).values == 1]
     assert lst.size > 0
     np.testing.assert_allclose(lst, 20000 * 0.00341802 + 149.0, rtol=1e-6)
+
+
+# ------------------------------------------------------- nothing left out silently
+
+
+def test_local_month_without_files_fails_and_keeps_the_store_already_there(tmp_path):
+    product = "LC08_L2SP_196029_20230605_20230613_02_T1"
+    _landsat_files(tmp_path / "in", product, ("ST_B10", "QA_PIXEL"))
+    out = tmp_path / "l.zarr"
+    fetch_tiles_month("a", "landsat", "2023-06", out, _local_landsat(tmp_path / "in"), POLICY)
+    before = store_digest(out)
+    # a glob that matches nothing (a moved archive, a typo)
+    with pytest.raises(TileError, match=r"no file matches tiles\.local\.paths\.landsat"):
+        fetch_tiles_month("a", "landsat", "2023-06", out, _local_landsat(tmp_path / "gone"), POLICY)
+    # files, but none of the month: an error, not an empty store
+    with pytest.raises(TileError) as error:
+        fetch_tiles_month(
+            "a",
+            "landsat",
+            "2023-07",
+            tmp_path / "july.zarr",
+            _local_landsat(tmp_path / "in"),
+            POLICY,
+        )
+    assert "no usable landsat file of 2023-07" in str(error.value)
+    assert "2 of other months" in str(error.value)
+    assert not (tmp_path / "july.zarr").exists()
+    assert store_digest(out) == before
+
+
+def _unusable(folder: Path) -> list[str]:
+    """Files a glob over a USGS download folder picks up besides the ST and QA bands."""
+    transform, shape = _source_grid(30.0)
+    product = "LC08_L2SP_196029_20230605_20230613_02_T1"
+    names = [f"{product}_SR_B4.TIF", "mosaic_ST_B10.TIF", f"{product}_thumb_small.jpeg"]
+    for name in names:
+        (folder / name).write_bytes(cog_bytes(np.full(shape, 9, np.uint16), UTM, transform))
+    return names
+
+
+def test_local_unusable_files_are_listed_on_the_console(tmp_path, capfd):
+    product = "LC08_L2SP_196029_20230605_20230613_02_T1"
+    folder = tmp_path / "in"
+    _landsat_files(folder, product, ("ST_B10", "QA_PIXEL"))
+    (folder / f"{product}_MTL.txt").write_text(C2_L2_MTL)  # read, so not "ignored"
+    names = _unusable(folder)
+    cfg = TilesSettings.from_dict(
+        {"source": "local", "areas": {"a": AREA}, "local": {"paths": {"landsat": [f"{folder}/*"]}}}
+    )
+    log = tmp_path / "job.log"
+    with job_log(log):  # a Snakemake job: stderr and logging go to the job's log
+        fetch_tiles_month("a", "landsat", "2023-06", tmp_path / "l.zarr", cfg, POLICY)
+    console = capfd.readouterr().err
+    assert "ignoring 3 of the 6 file(s) matched by tiles.local.paths.landsat" in console
+    assert all(name in console for name in names) and "_MTL.txt" not in console
+    assert "no landsat band" in console and "no date" in console and "neither GeoTIFF" in console
+    assert "ignoring 3" in log.read_text()
+    # the same files with nothing usable among them: an error, before anything is written
+    for suffix in ("ST_B10.TIF", "QA_PIXEL.TIF", "MTL.txt"):
+        (folder / f"{product}_{suffix}").unlink()
+    with pytest.raises(TileError, match=r"no usable landsat file of 2023-06 .*3 ignored"):
+        fetch_tiles_month("a", "landsat", "2023-06", tmp_path / "none.zarr", cfg, POLICY)
+    assert not (tmp_path / "none.zarr").exists()
+
+
+# ------------------------------------------------- acquisition times, input checksums
+
+C2_L2_MTL = """GROUP = LANDSAT_METADATA_FILE
+  GROUP = PRODUCT_CONTENTS
+    LANDSAT_PRODUCT_ID = "LC08_L2SP_196029_20230605_20230613_02_T1"
+    PROCESSING_LEVEL = "L2SP"
+    COLLECTION_NUMBER = 02
+  END_GROUP = PRODUCT_CONTENTS
+  GROUP = IMAGE_ATTRIBUTES
+    SPACECRAFT_ID = "LANDSAT_8"
+    DATE_ACQUIRED = 2023-06-05
+    SCENE_CENTER_TIME = "10:29:45.1234560Z"
+  END_GROUP = IMAGE_ATTRIBUTES
+END_GROUP = LANDSAT_METADATA_FILE
+END
+"""
+
+
+def test_local_landsat_time_from_mtl_and_inputs_in_the_manifest(tmp_path):
+    product = "LC08_L2SP_196029_20230605_20230613_02_T1"
+    folder = tmp_path / "in"
+    _landsat_files(folder, product, ("ST_B10", "QA_PIXEL"))
+    (folder / f"{product}_MTL.txt").write_text(C2_L2_MTL)
+    out = fetch_tiles_month(
+        "a", "landsat", "2023-06", tmp_path / "l.zarr", _local_landsat(folder), POLICY
+    )
+    ds = xr.open_zarr(out, consolidated=False)
+    assert str(ds.time.values[0]) == "2023-06-05T10:29:45.123456000"
+    files = [folder / f"{product}_{s}" for s in ("ST_B10.TIF", "QA_PIXEL.TIF", "MTL.txt")]
+    expected = {p.name: sha256sum(p) for p in files}
+    assert json.loads(ds.attrs["input_checksums"]) == expected
+    assert store_manifest(out, "tiles", "2023-06")["inputs"] == expected
+    # an MTL of another day beside the files: refused
+    (folder / f"{product}_MTL.txt").write_text(C2_L2_MTL.replace("2023-06-05", "2023-06-21"))
+    with pytest.raises(TileError, match=r"name says 2023-06-05 but .*DATE_ACQUIRED is 2023-06-21"):
+        fetch_tiles_month(
+            "a", "landsat", "2023-06", tmp_path / "x.zarr", _local_landsat(folder), POLICY
+        )
+
+
+_MTD_MSIL2A = """<?xml version="1.0" encoding="UTF-8"?>
+<n1:Level-2A_User_Product xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_Level-2A.xsd">
+  <n1:General_Info>
+    <Product_Info>
+      <PRODUCT_START_TIME>2021-06-10T10:36:31.024Z</PRODUCT_START_TIME>
+      <PRODUCT_STOP_TIME>2021-06-10T10:36:31.024Z</PRODUCT_STOP_TIME>
+      <PROCESSING_LEVEL>Level-2A</PROCESSING_LEVEL>
+      <PROCESSING_BASELINE>05.00</PROCESSING_BASELINE>
+    </Product_Info>
+  </n1:General_Info>
+</n1:Level-2A_User_Product>
+"""
+
+
+@pytest.mark.parametrize("with_mtd", [False, True])
+def test_local_sentinel2_safe_time_baseline_and_finest_band(tmp_path, capfd, with_mtd):
+    """A 2021 scene of ESA's reprocessed archive (baseline 05.00) in its SAFE layout: the
+    offset is −1000 although the date alone says 0, the time is the datatake's, and of a
+    band at 10 m and 20 m the 10 m file is read."""
+    safe = tmp_path / "S2B_MSIL2A_20210610T103629_N0500_R008_T31TEJ_20230115T101010.SAFE"
+    granule = safe / "GRANULE" / "L2A_T31TEJ_A022345_20210610T103631" / "IMG_DATA"
+    transform, shape = _source_grid(10)
+    scl = np.full(shape, 4, np.uint8)
+    stem = "T31TEJ_20210610T103629"
+    for res, value in (("10m", 3000), ("20m", 5000)):
+        (granule / f"R{res}").mkdir(parents=True)
+        band = np.full(shape, value, np.uint16)
+        (granule / f"R{res}" / f"{stem}_B04_{res}.tif").write_bytes(cog_bytes(band, UTM, transform))
+    (granule / "R20m" / f"{stem}_SCL_20m.tif").write_bytes(cog_bytes(scl, UTM, transform))
+    b05 = cog_bytes(np.full(shape, 7, np.uint16), UTM, transform)  # a band not configured
+    (granule / "R20m" / f"{stem}_B05_20m.tif").write_bytes(b05)
+    if with_mtd:
+        (safe / "MTD_MSIL2A.xml").write_text(_MTD_MSIL2A)
+    cfg = TilesSettings.from_dict(
+        {
+            "source": "local",
+            "areas": {"a": AREA},
+            "local": {"paths": {"sentinel2": [f"{tmp_path}/*.SAFE/GRANULE/*/IMG_DATA/R*/*.tif"]}},
+            "sentinel2": {"bands": ["B04"]},
+        }
+    )
+    out = fetch_tiles_month("a", "sentinel2", "2021-06", tmp_path / "s2.zarr", cfg, POLICY)
+    ds = xr.open_zarr(out, consolidated=False)
+    refl = ds["reflectance"].isel(time=0, band=0).values
+    assert ds["valid"].values.all()
+    np.testing.assert_allclose(refl, (3000 - 1000) / 1e4, rtol=1e-6)
+    when = "2021-06-10T10:36:31.024000000" if with_mtd else "2021-06-10T10:36:29.000000000"
+    assert str(ds.time.values[0]) == when
+    assert f"{stem}_B04_20m.tif" in capfd.readouterr().err  # the coarser copy, said so
+    inputs = json.loads(ds.attrs["input_checksums"])
+    assert f"{stem}_B04_10m.tif" in inputs and f"{stem}_B04_20m.tif" not in inputs
+    assert f"{stem}_SCL_20m.tif" in inputs and f"{stem}_B05_20m.tif" not in inputs  # not read
+    assert ("MTD_MSIL2A.xml" in inputs) == with_mtd

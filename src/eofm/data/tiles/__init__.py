@@ -52,16 +52,34 @@ when ``sign: planetary_computer``; injectable for tests). Signed hrefs are never
 logged or put in error messages (GDAL's own messages are scrubbed of query strings).
 
 Route ``local``: GeoTIFF / JPEG2000 files from ``local.paths[sensor]`` globs, one file
-per band, grouped into scenes by file name: the date is the first ``YYYYMMDD`` (or
-``YYYY-MM-DD``, or MODIS ``AYYYYDDD``) in the name, the band is the name's last token
-(``..._ST_B10.TIF``/``lwir11``, ``..._QA_PIXEL.TIF``, ``T31UDQ_20220615T105631_B04_10m.jp2``,
-``..._SCL_20m.jp2``, ``...LST_Day_1km.tif``, ``...QC_Day.tif``). A scene without its QA/SCL
-file is masked on nodata only (with a warning). Files must be georeferenced (internally or
-by a ``.aux.xml``/world-file sidecar). Multi-band files contribute band 1.
+per band, grouped into scenes by file name: the date is the first ``YYYYMMDDTHHMMSS``,
+``YYYYMMDD`` (or ``YYYY-MM-DD``, or MODIS ``AYYYYDDD``) in the name, the band is the name's
+last token (``..._ST_B10.TIF``/``lwir11``, ``..._QA_PIXEL.TIF``,
+``T31UDQ_20220615T105631_B04_10m.jp2``, ``..._SCL_20m.jp2``, ``...LST_Day_1km.tif``,
+``...QC_Day.tif``). A scene without its QA/SCL file is masked on nodata only (with a
+warning). Files must be georeferenced (internally or by a ``.aux.xml``/world-file sidecar).
+Multi-band files contribute band 1; of a Sentinel-2 band found at several resolutions
+(``_10m``/``_20m``/``_60m``) the finest is read.
+MODIS MOD11A1 HDF4-EOS granules as LP DAAC ships them (``MOD11A1.AYYYYDDD.hHHvVV.061.*.hdf``)
+are read with ``pyhdf`` (`eofm.data.tiles.modis_hdf`): georeferenced from their
+``StructMetadata.0``, whose tile and ``CoreMetadata.0`` day must agree with the name, their
+scale, fill and range attributes checked against the conversion above; granules whose tile
+misses the area are skipped, as a STAC search would.
 Landsat files must be Collection 2 Level-2 surface temperature: the product ID in the name
 (``L2SP``, collection ``02``) and a ``_MTL.txt``/``_MTL.json`` beside them, when present, must
 say so; a Level-1 (``L1TP``/``L1GT``/``L1GS``), Collection 1 or ``L2SR`` product, or a bare
 ``B10`` that neither identifies, fails before anything is written (L1 DN is not L2 ST).
+Nothing is left out silently: files matched but unusable (no known band or date, another
+format, Aqua, a coarser copy of a band) are listed on the console, not only in the job log,
+and a month with no usable file fails before any store is written (an empty month store
+comes only from ``stac``, for a month with no scene).
+``time`` is the acquisition time where the files say it: Landsat MTL ``DATE_ACQUIRED`` +
+``SCENE_CENTER_TIME``; Sentinel-2 ``PRODUCT_START_TIME`` of the SAFE's ``MTD_MSIL2A.xml``
+or the datatake time in the name (whose ``_N0400_`` baseline, or the MTD's, sets the
+offset); MODIS the median ``Day_view_time`` (local solar time) over the area shifted by the
+area centre's longitude, or Terra's nominal 10:30 overpass when the area has none. A file
+that names only its day is stored at 00:00 UTC. ``input_checksums`` (JSON, file name →
+sha256 of every file read, bands and metadata) goes to the store attributes and manifest.
 """
 
 from __future__ import annotations

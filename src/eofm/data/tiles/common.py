@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -50,6 +51,19 @@ _MODIS_SCALE, _MODIS_MIN_DN = 0.02, 7500
 _LANDSAT_SCALE, _LANDSAT_OFFSET = 0.00341802, 149.0
 _LANDSAT_BAD_BITS = 0b11111  # bit 0 fill, 1 dilated cloud, 2 cirrus, 3 cloud, 4 shadow
 _LANDSAT_CLEAR_BIT = 1 << 6
+
+
+# --------------------------------------------------------------------------- console
+
+
+def warn_console(message: str) -> None:
+    """Log ``message`` as a warning and print it on the console as well.
+
+    Inside a Snakemake job ``sys.stderr`` and logging go to the job's log (`eofm.logs.job_log`),
+    which nobody opens when the job succeeds; data left out must show where the run is watched.
+    """
+    log.warning("%s", message)
+    print(f"warning: {message}", file=sys.__stderr__ or sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- config, grid
@@ -397,7 +411,7 @@ def _assemble(
             if spec.mask in scene.assets:
                 mask = read(scene, spec.mask, Resampling.nearest)
             else:
-                log.warning("%s: %s has no %s; masking nodata only", source, scene.id, spec.mask)
+                warn_console(f"{source}: {scene.id} has no {spec.mask}; masking nodata only")
             values, valid = _convert(sensor, scene, raw, mask, settings)
             fill = valid & ~day_valid
             day[:, fill] = values[:, fill]
