@@ -89,14 +89,15 @@ def fetch_merra2_month(
     with ExitStack() as stack:
         if route == "local":
             files = local.local_files(settings)
-            ds = _build_month(files, month, settings, partial=True, stack=stack)
+            partial = settings.local.partial_months
+            ds = _build_month(files, month, settings, local=True, partial=partial, stack=stack)
             urls = sorted({str(p) for paths in files.values() for p in paths})
         elif route == "gesdisc":
             files, urls = gesdisc.month_files(month, settings, policy, cache)
-            ds = _build_month(files, month, settings, partial=False, stack=stack)
+            ds = _build_month(files, month, settings, local=False, partial=False, stack=stack)
         else:
             files, urls = earthaccess.granule_files(settings, "collections", month, cache)
-            ds = _build_month(files, month, settings, partial=False, stack=stack)
+            ds = _build_month(files, month, settings, local=False, partial=False, stack=stack)
         ds.attrs.update(_provenance(settings, route, "collections", files, urls))
         return write_store(ds, out)
 
@@ -105,7 +106,7 @@ def fetch_merra2_static(
     out: str | os.PathLike, settings: Merra2Settings, policy: RetryPolicy
 ) -> Path:
     """Fetch MERRA-2's constant fields (``merra2.static``) and write them as a Zarr store."""
-    check_settings(settings)
+    check_settings(settings, "static")
     route = settings.source
     cache = _cache_dir(out)
     with ExitStack() as stack:
