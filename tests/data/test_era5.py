@@ -547,6 +547,29 @@ def test_local_missing_steps_name_files_month_and_counts(tmp_path):
     assert not (tmp_path / "m.zarr").exists()
 
 
+def test_local_static_names_the_fields_and_why(tmp_path):
+    with pytest.raises(
+        ConfigError,
+        match=r"era5\.local\.static_paths: .*got \[\] \(files with lsm, z and slt: "
+        r"the weather backbones",
+    ):
+        fetch_era5_static(tmp_path / "s.zarr", _local(paths=["x.nc"]), FAST)
+    lat, lon = grid(5, 8)
+    only_lsm = xr.Dataset(
+        {"lsm": (("latitude", "longitude"), np.zeros((5, 8), np.float32), {"units": "(0 - 1)"})},
+        coords={"latitude": lat, "longitude": lon},
+    )
+    only_lsm.to_netcdf(tmp_path / "lsm.nc")
+    cfg = _local(static_paths=[str(tmp_path / "lsm.nc")])
+    with pytest.raises(QCError) as err:
+        fetch_era5_static(tmp_path / "s.zarr", cfg, FAST)
+    message = str(err.value)
+    assert "era5/local (static): the static files [" in message and "lsm.nc" in message
+    assert "lack ['z', 'slt']" in message and "they have ['lsm']" in message
+    assert "z (surface geopotential) and slt (soil type) as static inputs" in message
+    assert not (tmp_path / "s.zarr").exists()
+
+
 def test_coarsen_refuses_uneven_longitudes():
     ds = xr.Dataset(
         {"2t": (("lat", "lon"), np.zeros((2, 4), np.float32))},
