@@ -167,6 +167,16 @@ def test_data_outputs_list_every_configured_source_and_its_manifest():
     assert set(stores) <= set(plan.data_outputs(cfg, months))
 
 
+def test_data_leaves_out_merra2_static_fields_no_one_asked_for():
+    cfg = config(merra2={"source": "local", "static": {}})
+    months = months_of(cfg)
+    stores = [store for _, store, _ in plan.data_stores(cfg, months)]
+    assert "resources/merra2/local/2020-01.zarr" in stores
+    assert "resources/merra2/local/static.zarr" not in stores
+    assert plan.jobs(cfg, months)["fetch_merra2_static"] == []
+    assert "resources/era5/sample/static.zarr" in plan.data_outputs(cfg, months)  # backbones
+
+
 def test_jobs_give_each_fetch_rule_the_wildcards_of_its_stores():
     cfg = config(
         era5={"source": "arco"},

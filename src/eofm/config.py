@@ -216,7 +216,17 @@ class Era5Local(Section):
     )
     variables: list[str] | None = setting(
         None,
-        doc="the short names the files hold; `null` means every variable the store needs",
+        doc="the short names the files hold; `null` means every variable the store needs. A "
+        "file lacking one fails, naming what is missing and what the files have",
+    )
+    area: list[float] | None = setting(
+        None,
+        fill=False,
+        doc="`[N, W, S, E]` in degrees (the CDS order): the files may be regional and the "
+        "store is cut to this box (W > E crosses 0°, e.g. `[45, -15, 35, 5]`). `null` "
+        "expects global files and fails on a regional one",
+        minItems=4,
+        maxItems=4,
     )
 
 
@@ -517,6 +527,13 @@ class Merra2Local(Section):
         "`ShortName` attribute. Include the previous day's files so the month's first step "
         "averages two means",
     )
+    partial_months: bool = setting(
+        False,
+        fill=False,
+        doc="`true` writes a month the files cover only in part (the steps they cover; the "
+        "store, its manifest and QC record how many of the month's steps it has). `false` "
+        "fails, naming the files, the steps found and expected and the first missing one",
+    )
 
 
 @dataclass(kw_only=True)
@@ -559,7 +576,18 @@ class Merra2Settings(Section):
         shown="M2C0NXASM (PHIS FRLAND FROCEAN), M2C0NXCTM (FRACI)",
         values={"minItems": 1},
         doc="`{short name: [variables]}` of the invariant fields; FRACI keeps its twelve "
-        "monthly fields along `time`",
+        "monthly fields along `time`. Prithvi WxC reads PHIS, FRLAND, FROCEAN and FRACI as "
+        "static inputs; `{}` writes no static store (the `data` target then does not ask for "
+        "one)",
+    )
+    area: list[float] | None = setting(
+        None,
+        fill=False,
+        doc="`[N, W, S, E]` in degrees (the CDS order): the files may be regional (e.g. a GES "
+        "DISC subset) and the stores are cut to this box (W > E crosses 0°). `null` expects "
+        "global files and fails on a regional one",
+        minItems=4,
+        maxItems=4,
     )
     levels: list[int] = setting(
         PRITHVI_LEVELS,

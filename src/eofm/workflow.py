@@ -266,7 +266,8 @@ def data_stores(config: Section, months: Months) -> list[tuple[str, str, str]]:
     if merra2["source"] != "none":
         prefix = f"resources/merra2/{merra2['source']}"
         stores += [("merra2", f"{prefix}/{m}.zarr", m) for m in months.merra2]
-        stores.append(("merra2", f"{prefix}/static.zarr", "static"))
+        if merra2_static_wanted(merra2):
+            stores.append(("merra2", f"{prefix}/static.zarr", "static"))
     if tiles["source"] != "none":
         prefix = f"resources/tiles/{tiles['source']}"
         stores += [
@@ -281,6 +282,16 @@ def data_stores(config: Section, months: Months) -> list[tuple[str, str, str]]:
             ("firecube", f"resources/firecube/{firecube['source']}/firecube.zarr", period)
         )
     return stores
+
+
+def merra2_static_wanted(merra2: Section) -> bool:
+    """MERRA-2's static store only when ``merra2.static`` names fields (its default,
+    Prithvi WxC's, does); ``static: {}`` leaves it out of `data` instead of failing on it.
+
+    ERA5's static store stays: every weather backbone (at least one is configured) takes
+    lsm, z and slt from it, and its grid.
+    """
+    return merra2.get("static") is None or bool(merra2["static"])
 
 
 def manifest_of(store: str) -> str:

@@ -23,7 +23,7 @@ from eofm.data.fetch import FetchError, RetryPolicy
 from eofm.data.sample import month_times
 from eofm.data.store import open_store, validate_gridded
 from eofm.data.variables import ATMOSPHERIC, STATIC, SURFACE, TARGETS
-from eofm.errors import ConfigError
+from eofm.errors import ConfigError, QCError
 from tests.fakes.arco import arco_dataset, chunk_path, serve_store, write_arco_store
 from tests.fakes.cds import (
     FakeCDS,
@@ -319,17 +319,24 @@ def test_local_missing_variable_names_file_and_variable(tmp_path):
     paths = _write_month_files(tmp_path, "2020-02", LOCAL_CFG)
     cfg = _local(paths=[str(p) for p in paths if "pressure" not in p.name])
     out = tmp_path / "m.zarr"
-    with pytest.raises(
-        ValueError, match=r"variable 'z' not found in .*instant\.nc.*'geopotential'"
-    ):
+    with pytest.raises(QCError) as err:
         fetch_era5_month("2020-02", out, cfg, FAST)
+    message = str(err.value)
+    assert "era5/local (2020-02): the files [" in message and "instant.nc" in message
+    assert "lack variable(s) ['z', 'u', 'v', 't', 'q'] of the 13 the store needs" in message
+    assert "they have ['msl', 'pev', 'ro', 'swvl1', 't2m', 'tp', 'u10', 'v10']" in message
+    assert "'z': ['z', 'geopotential']" in message and "era5.local.variables" in message
     assert not out.exists()
 
 
 def test_local_missing_previous_hours_is_clear(tmp_path):
     paths = _write_month_files(tmp_path, "2020-02", LOCAL_CFG)
     cfg = _local(paths=[str(p) for p in paths if "previous" not in p.name])
-    with pytest.raises(ValueError, match=r"'tp' lacks hourly values at 2020-01-31T19"):
+    with pytest.raises(
+        QCError,
+        match=r"variable 'tp' in \[.*accumulated\.nc'\] has 343 of 348 hourly values its 6 h "
+        r"sums need \(first missing 2020-01-31T19:00:00;.* reaches back to 2020-01-31T19",
+    ):
         fetch_era5_month("2020-02", tmp_path / "m.zarr", cfg, FAST)
 
 
@@ -416,6 +423,160 @@ def test_local_era_interim_real_file(tmp_path):
     assert ds["z"].sel(level=500, lat=45.0, lon=270.0).item() == pytest.approx(src, rel=1e-6)
     # 500 hPa geopotential is ~5.5e4 m2 s-2: units pass through unchanged
     assert 4.5e4 < float(ds["z"].sel(level=500).mean()) < 6.0e4
+
+
+def _cds_box_2t(path: Path, month: str, step_hours: int, lon: np.ndarray) -> Path:
+    """Only 2 m temperature over 35–45° N, 15° W – 5° E at 0.25°, every step of ``month``,
+    as the new CDS writes an ``area=[45, -15, 35, 5]`` NetCDF (valid_time, expver, number)."""
+    times = month_times(month, step_hours)
+    lat = np.arange(45.0, 34.99, -0.25)
+    east = np.where(lon >= 180.0, lon - 360.0, lon)
+    hours = ((times - times[0]) / np.timedelta64(1, "h")).astype(np.float64)
+    t2m = 270.0 + 0.01 * hours[:, None, None] + east[None, None, :] + 0.01 * lat[None, :, None]
+    ds = xr.Dataset(
+        {
+            "t2m": (
+                ("valid_time", "latitude", "longitude"),
+                t2m.astype(np.float32),
+                {"units": "K", "long_name": "2 metre temperature", "GRIB_shortName": "2t"},
+            )
+        },
+        coords={
+            "valid_time": ("valid_time", times, {"standard_name": "time"}),
+            "latitude": ("latitude", lat, {"units": "degrees_north"}),
+            "longitude": ("longitude", lon, {"units": "degrees_east"}),
+            "number": 0,
+            "expver": ("valid_time", np.array(["0001"] * times.size)),
+        },
+        attrs={"GRIB_centre": "ecmf", "Conventions": "CF-1.7", "institution": "ECMWF"},
+    )
+    ds.to_netcdf(path)
+    return path
+
+
+BOX_LON = np.round(np.arange(-15.0, 5.001, 0.25), 2)
+
+
+def test_local_one_variable_over_a_box_without_area_or_variables_fails(tmp_path):
+    path = _cds_box_2t(tmp_path / "box.nc", "2020-02", 12, BOX_LON)
+    out = tmp_path / "m.zarr"
+    with pytest.raises(QCError) as err:
+        fetch_era5_month("2020-02", out, _local(paths=[str(path)]), FAST)
+    message = str(err.value)
+    assert f"{path}: the files cover only lon -15 .. 5, lat 35 .. 45 (a regional grid)" in message
+    assert "era5.local.area is not set, so the config expects the globe" in message
+    # with the area but not the variables: the twelve missing ones are named
+    with pytest.raises(
+        QCError, match=r"lack variable\(s\) \['10u', '10v', 'msl', 'z'.* they have \['t2m'\]"
+    ):
+        fetch_era5_month("2020-02", out, _local(paths=[str(path)], area=[45, -15, 35, 5]), FAST)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "lon", [BOX_LON, np.sort(np.mod(BOX_LON, 360.0))], ids=["cds-area", "split-0-360"]
+)
+def test_local_box_with_area_and_variables_is_a_regional_store(tmp_path, lon):
+    from eofm.data.ingest import qc_report
+    from eofm.data.manifest import write_manifest
+
+    path = _cds_box_2t(tmp_path / "box.nc", "2020-02", 12, lon)
+    cfg = _local(paths=[str(path)], variables=["2t"], area=[45, -15, 35, 5])
+    out = fetch_era5_month("2020-02", tmp_path / "m.zarr", cfg, FAST)
+    ds = open_store(out).load()
+    np.testing.assert_allclose(ds["lon"].values, BOX_LON)
+    assert ds["lat"].values[0] == 45.0 and ds["lat"].values[-1] == 35.0
+    assert list(ds.data_vars) == ["2t"] and ds.sizes["time"] == 58
+    np.testing.assert_allclose(ds["2t"].isel(time=0, lat=0).values, 270.0 + BOX_LON + 0.45)
+    coverage = json.loads(ds.attrs["coverage"])
+    assert coverage == {
+        "area": [45.0, -15.0, 35.0, 5.0],
+        "extent": "regional",
+        "lat": [35.0, 45.0],
+        "lon": [-15.0, 5.0],
+        "lon_step": 0.25,
+        "time_steps": {"expected": 58, "found": 58, "first_missing": None, "step_hours": 12},
+        "variables": ["2t"],
+    }
+    report = qc_report(out, tmp_path / "qc.json", "2020-02", 12)
+    assert report["passed"], report["problems"]
+    assert report["recorded_coverage"] == coverage
+    assert report["grid"]["extent"] == "regional" and report["grid"]["lon"] == [-15.0, 5.0]
+    manifest = write_manifest(out, tmp_path / "m.json", "era5", "2020-02")
+    assert manifest["coverage"] == coverage
+
+
+def test_local_global_files_are_cut_to_the_area_across_0(tmp_path):
+    lon = np.arange(0.0, 360.0, 0.25)
+    path = _cds_box_2t(tmp_path / "globe.nc", "2020-02", 24, lon)  # lat 35..45 only
+    cfg = _era5(
+        24,
+        source="local",
+        local={"paths": [str(path)], "variables": ["2t"], "area": [44, -2, 36, 3]},
+    )
+    ds = open_store(fetch_era5_month("2020-02", tmp_path / "m.zarr", cfg, FAST))
+    np.testing.assert_allclose(ds["lon"].values, np.arange(-2.0, 3.001, 0.25))
+    assert ds["lat"].values[0] == 44.0 and ds["lat"].values[-1] == 36.0
+    np.testing.assert_allclose(ds["2t"].isel(time=0, lat=0).values, 270.0 + ds["lon"].values + 0.44)
+    # an area the files do not reach is refused, naming what they cover
+    cfg = _era5(
+        24,
+        source="local",
+        local={"paths": [str(path)], "variables": ["2t"], "area": [50, -2, 36, 3]},
+    )
+    with pytest.raises(
+        QCError,
+        match=r"cover only lon 0 \.\. 359\.75, lat 35 \.\. 45.*"
+        r"era5\.local\.area \[50, -2, 36, 3\].*on the north",
+    ):
+        fetch_era5_month("2020-02", tmp_path / "n.zarr", cfg, FAST)
+
+
+def test_local_missing_steps_name_files_month_and_counts(tmp_path):
+    path = _cds_box_2t(tmp_path / "box.nc", "2020-02", 12, BOX_LON)
+    with xr.open_dataset(path) as full:
+        part = full.isel(valid_time=slice(0, 1)).load()
+    part.to_netcdf(tmp_path / "one.nc")
+    cfg = _local(paths=[str(tmp_path / "one.nc")], variables=["2t"], area=[45, -15, 35, 5])
+    with pytest.raises(
+        QCError,
+        match=r"era5/local \(2020-02\): variable '2t' in \[.*one\.nc'\] has 1 of 58 steps of "
+        r"2020-02 \(first missing 2020-02-01T12:00:00;",
+    ):
+        fetch_era5_month("2020-02", tmp_path / "m.zarr", cfg, FAST)
+    assert not (tmp_path / "m.zarr").exists()
+
+
+def test_local_static_names_the_fields_and_why(tmp_path):
+    with pytest.raises(
+        ConfigError,
+        match=r"era5\.local\.static_paths: .*got \[\] \(files with lsm, z and slt: "
+        r"the weather backbones",
+    ):
+        fetch_era5_static(tmp_path / "s.zarr", _local(paths=["x.nc"]), FAST)
+    lat, lon = grid(5, 8)
+    only_lsm = xr.Dataset(
+        {"lsm": (("latitude", "longitude"), np.zeros((5, 8), np.float32), {"units": "(0 - 1)"})},
+        coords={"latitude": lat, "longitude": lon},
+    )
+    only_lsm.to_netcdf(tmp_path / "lsm.nc")
+    cfg = _local(static_paths=[str(tmp_path / "lsm.nc")])
+    with pytest.raises(QCError) as err:
+        fetch_era5_static(tmp_path / "s.zarr", cfg, FAST)
+    message = str(err.value)
+    assert "era5/local (static): the static files [" in message and "lsm.nc" in message
+    assert "lack ['z', 'slt']" in message and "they have ['lsm']" in message
+    assert "z (surface geopotential) and slt (soil type) as static inputs" in message
+    assert not (tmp_path / "s.zarr").exists()
+
+
+def test_coarsen_refuses_uneven_longitudes():
+    ds = xr.Dataset(
+        {"2t": (("lat", "lon"), np.zeros((2, 4), np.float32))},
+        coords={"lat": [1.0, 0.0], "lon": [0.0, 1.0, 2.0, 10.0]},
+    )
+    with pytest.raises(ValueError, match=r"not evenly spaced.*across the gap"):
+        coarsen_grid(ds, 2)
 
 
 # =========================================================================== CDS

@@ -101,11 +101,12 @@ def test_synthetic_names_units_and_order() -> None:
     assert ds["level"].values.tolist() == [850.0, 500.0]
     assert ds["level"].attrs["units"] == "hPa"
     assert ds["lat"].values.tolist() == [45.0, 0.0, -45.0]
-    assert ds["lon"].values.tolist() == [0.0, 90.0, 270.0]
+    # three columns 90° apart are a regional box across 0°: kept contiguous, not rolled
+    assert ds["lon"].values.tolist() == [-90.0, 0.0, 90.0]
     assert ds["t"].attrs == {"units": "K"} and ds.attrs == {"institution": "test"}
     original = _synthetic()["t"].sel(valid_time=raw["valid_time"][1], plev=50000.0)
     np.testing.assert_array_equal(
-        ds["t"].isel(time=1).sel(level=500.0, lat=-45.0, lon=270.0).values,
+        ds["t"].isel(time=1).sel(level=500.0, lat=-45.0, lon=-90.0).values,
         original.sel(latitude=-45.0, longitude=-90.0).values,
     )
 
@@ -130,3 +131,93 @@ def test_duplicate_longitudes_after_wrapping_are_refused() -> None:
     raw = _synthetic().assign_coords(longitude=[-180.0, 0.0, 180.0])
     with pytest.raises(ValueError, match=r"cds\.nc: longitudes repeat"):
         standardise_gridded(raw, "cds.nc")
+
+
+# --------------------------------------------------------------------------- regional grids
+
+
+def _cds_box(tmp_path: Path, lon: np.ndarray, name: str) -> Path:
+    """A box 15° W – 5° E, 35–45° N at 0.25° as the new CDS writes an ``area=`` request:
+    valid_time, latitude descending, longitude in the order given, t2m in K."""
+    lat = np.arange(45.0, 34.99, -0.25)
+    times = pd.date_range("2020-01-01", periods=2, freq="6h").values
+    east = np.where(lon >= 180.0, lon - 360.0, lon)  # the value depends on the true position
+    data = (280.0 + east[None, None, :] + 0.01 * lat[None, :, None]).repeat(2, axis=0)
+    ds = xr.Dataset(
+        {
+            "t2m": (
+                ("valid_time", "latitude", "longitude"),
+                data.astype(np.float32),
+                {"units": "K", "standard_name": "unknown", "long_name": "2 metre temperature"},
+            )
+        },
+        coords={
+            "valid_time": ("valid_time", times, {"standard_name": "time"}),
+            "latitude": ("latitude", lat, {"units": "degrees_north"}),
+            "longitude": ("longitude", lon, {"units": "degrees_east"}),
+        },
+        attrs={"GRIB_centre": "ecmf", "Conventions": "CF-1.7"},
+    )
+    path = tmp_path / name
+    ds.to_netcdf(path)
+    return path
+
+
+BOX = np.round(np.arange(-15.0, 5.001, 0.25), 2)
+
+
+@pytest.mark.parametrize(
+    "lon",
+    [BOX, np.sort(np.mod(BOX, 360.0))],
+    ids=["cds-area-minus15-to-5", "split-across-the-seam-0-to-360"],
+)
+def test_regional_box_across_0_stays_contiguous(tmp_path: Path, lon: np.ndarray) -> None:
+    path = _cds_box(tmp_path, lon, "box.nc")
+    with open_gridded(path) as ds:
+        got = ds["lon"].values
+        np.testing.assert_allclose(got, BOX)
+        assert np.all(np.diff(got) == 0.25)
+        np.testing.assert_allclose(ds["t2m"].isel(time=0, lat=0).values, 280.0 + BOX + 0.45)
+        store = write_store(
+            ds.assign_attrs(source="cds", source_url="https://cds.climate.copernicus.eu"),
+            tmp_path / "box.zarr",
+        )
+    with open_store(store) as back:
+        np.testing.assert_allclose(back["lon"].values, BOX)
+        # a block mean of two columns never mixes 5° E with 15° W
+        pairs = back["t2m"].isel(time=0).coarsen(lon=2, boundary="trim").mean()
+        assert np.all(np.abs(np.diff(pairs.isel(lat=0).values) - 0.5) < 1e-4)
+
+
+def test_global_grid_still_rolls_to_0_360() -> None:
+    lon = np.arange(-180.0, 180.0, 0.25)  # MERRA-2's and ERA-Interim's -180 .. 180 layout
+    ds = xr.Dataset(
+        {"t": (("latitude", "longitude"), lon[None, :].astype(np.float32), {"units": "K"})},
+        coords={"longitude": lon, "latitude": [0.0]},
+    )
+    out = standardise_gridded(ds, "global.nc")
+    assert out["lon"].values[0] == 0.0 and out["lon"].values[-1] == 359.75
+    assert out["t"].sel(lon=270.0).item() == -90.0
+
+
+def test_box_crossing_0_and_180_is_refused() -> None:
+    lon = np.arange(100.0, 381.0, 10.0) % 360.0  # 100° E eastwards round to 20° E
+    ds = xr.Dataset(
+        {"t": (("lat", "lon"), np.zeros((1, lon.size), np.float32), {"units": "K"})},
+        coords={"lon": lon, "lat": [0.0]},
+    )
+    with pytest.raises(ValueError, match=r"wide\.nc: the regional longitudes 100 \.\. 20"):
+        standardise_gridded(ds, "wide.nc")
+
+
+def test_uneven_longitudes_fail_the_store_contract(tmp_path: Path) -> None:
+    lon = np.array([0.0, 0.25, 0.5, 1.0, 1.25])  # a column missing at 0.75
+    ds = xr.Dataset(
+        {"t": (("lat", "lon"), np.zeros((2, 5), np.float32), {"units": "K"})},
+        coords={"lon": lon, "lat": [1.0, 0.0]},
+    )
+    ds["t"].attrs.update(standard_name="air_temperature", long_name="t")
+    ds = standardise_gridded(ds, "gap.nc").assign_attrs(source="x", source_url="file://x")
+    with pytest.raises(ValueError, match=r"'lon' must be evenly spaced.*between 0\.5 and 1"):
+        write_store(ds, tmp_path / "gap.zarr")
+    assert not (tmp_path / "gap.zarr").exists()

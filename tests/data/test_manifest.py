@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import xarray as xr
+import zarr
 
 from eofm.data.manifest import collect_manifests, store_digest, write_manifest
 from eofm.data.store import write_store
@@ -63,3 +64,28 @@ def test_store_without_provenance_is_named(tmp_path):
     ds.to_zarr(tmp_path / "bare.zarr", zarr_format=3, consolidated=False)
     with pytest.raises(ValueError, match=r"bare\.zarr: store has no provenance"):
         write_manifest(tmp_path / "bare.zarr", tmp_path / "m.json", "era5", "2020-01")
+
+
+def test_coverage_goes_into_the_manifest_and_the_table(tmp_path):
+    coverage = {
+        "time_steps": {"found": 58, "expected": 58, "step_hours": 12, "first_missing": None},
+        "variables": ["2t"],
+        "extent": "regional",
+        "lat": [35.0, 45.0],
+        "lon": [-15.0, 5.0],
+        "lon_step": 0.25,
+        "area": [45.0, -15.0, 35.0, 5.0],
+    }
+    path = _store(tmp_path / "box.zarr", 1.0)
+    zarr.open_group(path, mode="r+").attrs["coverage"] = json.dumps(coverage)
+    plain = write_manifest(_store(tmp_path / "old.zarr", 2.0), tmp_path / "old.json", "era5", "x")
+    assert plain["coverage"] is None  # a store written before coverage was recorded
+    assert write_manifest(path, tmp_path / "box.json", "era5", "2020-02")["coverage"] == coverage
+    rows = collect_manifests([tmp_path / "box.json", tmp_path / "old.json"], tmp_path / "t.csv")
+    with open(tmp_path / "t.csv") as stream:
+        table = {row["store"]: row for row in csv.DictReader(stream)}
+    assert (
+        table[str(path)]["coverage"] == "regional lon -15..5 lat 35..45, 58/58 steps, 1 variables"
+    )
+    assert table[str(tmp_path / "old.zarr")]["coverage"] == ""
+    assert len(rows) == 2

@@ -17,7 +17,7 @@ from eofm.data import merra2
 from eofm.data.fetch import FetchError, RetryPolicy
 from eofm.data.merra2 import CredentialsError, fetch_merra2_month, fetch_merra2_static
 from eofm.data.store import open_store
-from eofm.errors import ConfigError
+from eofm.errors import ConfigError, QCError
 from tests.fakes.gesdisc import (
     FakeEarthaccess,
     FakeGesdisc,
@@ -80,7 +80,7 @@ def _file_gets(fake: FakeGesdisc) -> list[str]:
 
 
 @pytest.mark.realdata
-def test_local_real_file_rolled_flipped_and_averaged(tmp_path, env):
+def test_local_real_file_with_1_of_744_steps_fails(tmp_path, env):
     path = real_file("merra2/M2T1NXSLV_temporal.nc4")
     cfg = {
         "source": "local",
@@ -88,8 +88,37 @@ def test_local_real_file_rolled_flipped_and_averaged(tmp_path, env):
         "step_hours": 1,
         "local": {"paths": [str(path)]},
     }
+    out = tmp_path / "m.zarr"
+    with pytest.raises(QCError) as err:
+        fetch_merra2_month("2021-01", out, _m2(cfg), FAST)
+    assert str(err.value).startswith("merra2: M2T1NXSLV files ['M2T1NXSLV_temporal.nc4'] (in ")
+    assert "cover 1 of the 744 steps of 2021-01 every 1 h (first missing 2021-01-01T00:00;" in (
+        str(err.value)
+    )
+    assert "their times run 2021-01-10T01:30 .. 2021-01-10T02:30" in str(err.value)
+    assert "merra2.local.partial_months: true" in str(err.value)
+    assert not out.exists()
+
+
+@pytest.mark.realdata
+def test_local_real_file_rolled_flipped_and_averaged(tmp_path, env):
+    path = real_file("merra2/M2T1NXSLV_temporal.nc4")
+    cfg = {
+        "source": "local",
+        "collections": {"M2T1NXSLV": ["PS"]},
+        "step_hours": 1,
+        "local": {"paths": [str(path)], "partial_months": True},
+    }
     out = fetch_merra2_month("2021-01", tmp_path / "m.zarr", _m2(cfg), FAST)
     ds = open_store(out)
+    coverage = json.loads(ds.attrs["coverage"])
+    assert coverage["time_steps"] == {
+        "found": 1,
+        "expected": 744,
+        "step_hours": 1,
+        "first_missing": "2021-01-01T00:00:00",
+    }
+    assert coverage["extent"] == "global" and coverage["variables"] == ["PS"]
     assert ds["PS"].dims == ("time", "lat", "lon")
     assert ds.sizes == {"time": 1, "lat": 361, "lon": 576}
     assert ds["lon"].values[0] == 0.0 and ds["lon"].values[-1] == 359.375
@@ -132,9 +161,10 @@ def test_local_partial_month_uses_the_previous_day_for_the_first_step(tmp_path, 
         "source": "local",
         "collections": {"M2T1NXLND": ["LAI"]},
         "step_hours": 24,
-        "local": {"paths": [str(src / "MERRA2_*.nc4")]},
+        "local": {"paths": [str(src / "MERRA2_*.nc4")], "partial_months": True},
     }
     ds = open_store(fetch_merra2_month(MONTH, tmp_path / "m.zarr", _m2(cfg), FAST))
+    assert json.loads(ds.attrs["coverage"])["time_steps"]["found"] == 2
     times = ds["time"].values
     expected_times = np.array(["2021-02-01T00:00", "2021-02-02T00:00"], dtype="datetime64[ns]")
     np.testing.assert_array_equal(times, expected_times)
@@ -153,7 +183,14 @@ def test_config_errors_are_clear(tmp_path):
             MONTH, out, _m2({"source": "local", "collections": {"M2XXX": ["T"]}}), FAST
         )
     with pytest.raises(ConfigError, match=r"merra2\.collections is empty"):
-        fetch_merra2_static(out, _m2({"source": "gesdisc", "collections": {}}), FAST)
+        fetch_merra2_month(MONTH, out, _m2({"source": "gesdisc", "collections": {}}), FAST)
+    # no static fields configured: fine for a month, and the static store says what it needs
+    with pytest.raises(
+        ConfigError,
+        match=r"merra2\.static is empty; .*Prithvi WxC reads PHIS \(surface geopotential\), "
+        r"FRLAND, FROCEAN and FRACI",
+    ):
+        fetch_merra2_static(out, _m2({"source": "gesdisc", "static": {}}), FAST)
     with pytest.raises(ConfigError, match=r"\['step_hours'\]: 0 is not one of"):
         _m2({"step_hours": 0})
     with pytest.raises(ConfigError, match=r"\['source'\]: 'ftp' is not one of"):
@@ -378,3 +415,130 @@ def test_earthaccess_route_logs_in_without_prompting(tmp_path, env, gesdisc):
     fake.months = {}  # CMR returns nothing: a clear error naming the missing days
     with pytest.raises(FetchError, match=r"M2T1NXLND granules missing for 20210201"):
         fetch_merra2_month(MONTH, tmp_path / "m2.zarr", _m2(cfg), FAST)
+
+
+# --------------------------------------------------------------------------- regional subsets
+
+SUB_LON = np.where(
+    np.isclose(np.arange(-15.0, 5.001, 0.625), 0.0), -5.92030439e-13, np.arange(-15.0, 5.001, 0.625)
+)
+SUB_LAT = np.arange(35.0, 45.001, 0.5)  # ascending, as MERRA-2
+
+
+def _subset_day(folder, day: str, lon: np.ndarray = SUB_LON):
+    """A GES DISC subset of M2T1NXSLV (T2M over 35–45° N, 15° W – 5° E at the native
+    0.5° × 0.625°): 24 hourly means stamped HH:30, the subsetter's ``.SUB.nc`` name, the
+    collection in the ``ShortName`` attribute."""
+    import xarray as xr
+
+    start = np.datetime64(day, "m")
+    times = start + np.timedelta64(30, "m") + np.arange(24) * np.timedelta64(60, "m")
+    hours = (times - np.datetime64("2021-01-01T00:00", "m")).astype(np.float64) / 60.0
+    east = np.where(lon >= 180.0, lon - 360.0, lon)  # the value follows the true position
+    t2m = 270.0 + 1e-3 * hours[:, None, None] + 0.01 * SUB_LAT[None, :, None] + 0.1 * east
+    ds = xr.Dataset(
+        {
+            "T2M": (
+                ("time", "lat", "lon"),
+                t2m.astype(np.float32),
+                {
+                    "long_name": "2-meter_air_temperature",
+                    "standard_name": "2-meter_air_temperature",
+                    "units": "K",
+                    "fmissing_value": np.float32(1e15),
+                },
+            )
+        },
+        coords={
+            "time": ("time", times.astype("datetime64[ns]"), {"long_name": "time"}),
+            "lat": ("lat", SUB_LAT, {"long_name": "latitude", "units": "degrees_north"}),
+            "lon": ("lon", lon, {"long_name": "longitude", "units": "degrees_east"}),
+        },
+        attrs={"ShortName": "M2T1NXSLV", "VersionID": "5.12.4", "Conventions": "CF-1"},
+    )
+    path = folder / f"MERRA2_400.tavg1_2d_slv_Nx.{day.replace('-', '')}.SUB.nc"
+    encoding = {
+        "time": {"units": f"minutes since {day} 00:30:00", "dtype": "int32"},
+        "T2M": {"_FillValue": np.float32(1e15)},
+    }
+    ds.to_netcdf(path, engine="h5netcdf", encoding=encoding)
+    return path
+
+
+def _subset_month(folder, month: str = MONTH):
+    folder.mkdir(exist_ok=True)
+    days = np.arange(np.datetime64(f"{month}-01"), np.datetime64(f"{month}-01") + 28)
+    for day in [days[0] - 1, *days]:
+        _subset_day(folder, str(day))
+    return {"paths": [str(folder / "*.SUB.nc")]}
+
+
+def test_regional_subset_needs_merra2_area(tmp_path, env):
+    cfg = {"source": "local", "collections": {"M2T1NXSLV": ["T2M"]}, "step_hours": 24}
+    cfg["local"] = _subset_month(tmp_path / "in")
+    with pytest.raises(QCError) as err:
+        fetch_merra2_month(MONTH, tmp_path / "m.zarr", _m2(cfg), FAST)
+    assert str(err.value).startswith(
+        "merra2 2021-02 (M2T1NXSLV): the files cover only lon -15 .. 5, lat 35 .. 45 "
+        "(a regional grid); merra2.area is not set, so the config expects the globe"
+    )
+    assert not (tmp_path / "m.zarr").exists()
+
+
+def test_regional_subset_with_area_is_a_contiguous_store(tmp_path, env):
+    from eofm.data.ingest import qc_report
+    from eofm.data.manifest import write_manifest
+
+    cfg = {
+        "source": "local",
+        "collections": {"M2T1NXSLV": ["T2M"]},
+        "step_hours": 24,
+        "area": [45, -15, 35, 5],
+        "local": _subset_month(tmp_path / "in"),
+    }
+    out = fetch_merra2_month(MONTH, tmp_path / "m.zarr", _m2(cfg), FAST)
+    ds = open_store(out).load()
+    lon = np.arange(-15.0, 5.001, 0.625)
+    np.testing.assert_allclose(ds["lon"].values, lon, atol=1e-9)
+    assert ds["lat"].values[0] == 45.0 and ds["lat"].values[-1] == 35.0
+    assert ds.sizes["time"] == 28
+    # 00:00 on Feb 1 is the mean of Jan 31 23:30 and Feb 1 00:30: exactly the 00:00 value
+    hours = 31 * 24.0
+    expected = 270.0 + 1e-3 * hours + 0.01 * 45.0 + 0.1 * lon
+    np.testing.assert_allclose(ds["T2M"].isel(time=0, lat=0).values, expected, rtol=1e-6)
+    coverage = json.loads(ds.attrs["coverage"])
+    assert coverage == {
+        "area": [45.0, -15.0, 35.0, 5.0],
+        "extent": "regional",
+        "lat": [35.0, 45.0],
+        "lon": [-15.0, 5.0],
+        "lon_step": 0.625,
+        "time_steps": {"expected": 28, "found": 28, "first_missing": None, "step_hours": 24},
+        "variables": ["T2M"],
+    }
+    assert write_manifest(out, tmp_path / "m.json", "merra2", MONTH)["coverage"] == coverage
+    report = qc_report(out, tmp_path / "qc.json", MONTH, 24)
+    assert report["recorded_coverage"] == coverage and report["grid"]["extent"] == "regional"
+    assert report["coverage"] == {"expected": 28, "present": 28, "missing": []}
+
+
+def test_regional_subset_split_across_the_seam_is_contiguous(tmp_path, env):
+    """The same box on a 0 .. 360 axis (0 .. 5, 345 .. 359.375) as some tools write it."""
+    src = tmp_path / "in"
+    src.mkdir()
+    split = np.sort(np.mod(np.round(SUB_LON, 6), 360.0))
+    cfg = {
+        "source": "local",
+        "collections": {"M2T1NXSLV": ["T2M"]},
+        "step_hours": 24,
+        "area": [45, -15, 35, 5],
+        "local": {"paths": [str(src / "*.SUB.nc")], "partial_months": True},
+    }
+    _subset_day(src, "2021-02-01", lon=split)
+    ds = open_store(fetch_merra2_month(MONTH, tmp_path / "m.zarr", _m2(cfg), FAST)).load()
+    lon = np.arange(-15.0, 5.001, 0.625)
+    np.testing.assert_allclose(ds["lon"].values, lon, atol=1e-9)
+    first = ds["T2M"].isel(time=0, lat=0).values
+    np.testing.assert_allclose(np.diff(first), 0.1 * 0.625, rtol=1e-3)  # no jump at 0°
+    # the month's first step takes the 00:30 mean alone (no Jan 31 file here)
+    assert first[0] == pytest.approx(270.0 + 1e-3 * (31 * 24 + 0.5) + 0.45 - 1.5, rel=1e-6)

@@ -105,6 +105,35 @@ def test_contract_violations_and_missing_stores_fail(tmp_path: Path) -> None:
     assert not missing["passed"] and "gone.zarr: Zarr store not found" in missing["problems"][0]
 
 
+def test_uneven_longitudes_fail_qc_and_the_grid_is_reported(tmp_path: Path) -> None:
+    ds = _sample().isel(lon=[0, 1, 2, 3, 5, 6])  # the column at 90° is missing
+    path = write_store(ds, tmp_path / "gap.zarr", validate=False)
+    report = check_store(path, expected_times=TIMES)
+    assert not report["passed"]
+    assert any(
+        "'lon' must be evenly spaced (a contiguous grid), but 1 of 5 steps differ from 22.5° "
+        "(first 45° between 67.5 and 112.5)" in p
+        for p in report["problems"]
+    )
+    assert report["grid"]["extent"] == "regional" and report["grid"]["lon"] == [0.0, 135.0]
+    clean = check_store(write_store(_sample(), tmp_path / "ok.zarr"))
+    assert clean["grid"] == {
+        "extent": "global",
+        "lat": [-78.75, 78.75],
+        "lon": [0.0, 337.5],
+        "lon_step": 22.5,
+    }
+    assert clean["recorded_coverage"] is None  # the sample writes no coverage record
+
+
+def test_recorded_coverage_is_checked_against_the_store(tmp_path: Path) -> None:
+    record = {"time_steps": {"found": 3, "expected": 4}, "extent": "global", "area": None}
+    ds = _sample().assign_attrs(coverage=json.dumps(record))
+    report = check_store(write_store(ds, tmp_path / "liar.zarr"), expected_times=TIMES)
+    assert report["recorded_coverage"] == record
+    assert any("records 3 time steps; the store has 4" in p for p in report["problems"])
+
+
 def test_require_passed_lists_every_failing_store(tmp_path: Path) -> None:
     good = check_store(write_store(_sample(), tmp_path / "good.zarr"))
     ds = _sample()

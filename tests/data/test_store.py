@@ -97,6 +97,16 @@ def test_overwrite_replaces_the_store(tmp_path: Path) -> None:
     assert _siblings(path) == []
 
 
+def test_a_regional_box_across_0_is_within_the_contract(tmp_path: Path) -> None:
+    """A box from -45° to 45° keeps its contiguous axis; a global grid keeps [0, 360)."""
+    ds = _sample(0, 2)
+    box = ds.isel(lon=[14, 15, 0, 1, 2]).assign_coords(lon=[-45.0, -22.5, 0.0, 22.5, 45.0])
+    path = write_store(box, tmp_path / "box.zarr")
+    with open_store(path) as back:
+        assert back["lon"].values.tolist() == [-45.0, -22.5, 0.0, 22.5, 45.0]
+    validate_gridded(ds, "global")
+
+
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
@@ -106,6 +116,14 @@ def test_overwrite_replaces_the_store(tmp_path: Path) -> None:
             r"'lon' must lie within \[0, 360\)",
         ),
         (lambda ds: ds.assign_coords(lon=ds["lon"][::-1].values), r"'lon' must be strictly asc"),
+        (
+            lambda ds: ds.isel(lon=[0, 1, 2, 4, 5]),  # a column missing: a gap in the box
+            r"'lon' must be evenly spaced .* \(first 45° between 45 and 90\)",
+        ),
+        (
+            lambda ds: ds.isel(lon=slice(0, 4)).assign_coords(lon=[-200.0, -177.5, -155.0, -132.5]),
+            r"'lon' of a regional grid must be one contiguous run within \[-180, 360\)",
+        ),
         (lambda ds: ds.assign(q=ds["q"].transpose("time", "lat", "lon", "level")), "'q'.*order"),
         (lambda ds: ds.assign(extra=ds["2t"].expand_dims(member=2)), "'extra'.*member"),
         (lambda ds: ds.drop_attrs(deep=False), "'source' is missing"),

@@ -30,6 +30,7 @@ COLUMNS = (
     "store_sha256",
     "store_bytes",
     "inputs",
+    "coverage",
     "store",
 )
 
@@ -67,6 +68,7 @@ def store_manifest(store: str | os.PathLike[str], dataset: str, period: str) -> 
         raise ValueError(f"{path}: store has no provenance attribute(s) {missing}")
     sha, n_files, n_bytes = store_digest(path)
     inputs = attrs.get("input_checksums", "{}")
+    coverage = attrs.get("coverage")
     return {
         "dataset": dataset,
         "source": attrs["source"],
@@ -76,6 +78,7 @@ def store_manifest(store: str | os.PathLike[str], dataset: str, period: str) -> 
         "retrieved": attrs.get("retrieved", ""),
         "eofm_version": attrs.get("eofm_version", ""),
         "inputs": json.loads(inputs) if isinstance(inputs, str) else dict(inputs),
+        "coverage": json.loads(coverage) if isinstance(coverage, str) else coverage,
         "store": str(path),
         "store_sha256": sha,
         "store_files": n_files,
@@ -92,6 +95,21 @@ def write_manifest(
     return manifest
 
 
+def _summary(manifest: dict[str, Any]) -> str:
+    """'regional lon -15..5 lat 35..45, 58/58 steps, 1 variables' for the table."""
+    cov = manifest.get("coverage")
+    if not cov:
+        return ""
+    text = str(cov.get("extent", ""))
+    if cov.get("extent") == "regional" and cov.get("lon") and cov.get("lat"):
+        (w, e), (s, n) = cov["lon"], cov["lat"]
+        text += f" lon {w:g}..{e:g} lat {s:g}..{n:g}"
+    steps = cov.get("time_steps")
+    if steps:
+        text += f", {steps['found']}/{steps['expected']} steps"
+    return f"{text}, {len(cov.get('variables', []))} variables"
+
+
 def collect_manifests(
     manifests: Sequence[str | os.PathLike[str]], csv_out: str | os.PathLike[str]
 ) -> list[dict[str, Any]]:
@@ -99,7 +117,7 @@ def collect_manifests(
     rows = []
     for path in manifests:
         m = read_json(path)
-        rows.append({**m, "inputs": len(m.get("inputs", {}))})
+        rows.append({**m, "inputs": len(m.get("inputs", {})), "coverage": _summary(m)})
     rows.sort(key=lambda r: (r["dataset"], r["source"], r["period"], r["store"]))
     with atomic_path(csv_out) as tmp, open(tmp, "w", newline="") as stream:
         writer = csv.DictWriter(stream, fieldnames=COLUMNS, extrasaction="ignore")

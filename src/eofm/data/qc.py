@@ -1,11 +1,16 @@
 """One quality-control report per store: contract, units, ranges, NaNs and time coverage.
 
+The report also records the grid (global or regional, bounds, longitude step; an uneven
+longitude axis fails through the store contract) and the coverage the fetch step wrote
+into the store (``coverage`` attribute: steps found/expected, variables, configured area).
+
 QC runs before statistics and training so that a wrong unit or a gap in the download
 stops the workflow with a readable report instead of a silently bad model.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Sequence
@@ -14,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from eofm.data.gridded import grid_extent
 from eofm.data.store import contract_problems, open_store
 from eofm.data.variables import TARGETS, Kind, lookup
 from eofm.errors import QCError
@@ -39,6 +45,8 @@ def check_store(
         "passed": False,
         "problems": [],
         "coverage": None,
+        "grid": None,
+        "recorded_coverage": None,
         "variables": {},
     }
     problems: list[str] = report["problems"]
@@ -49,6 +57,7 @@ def check_store(
         return report
     with ds:
         problems.extend(contract_problems(ds, store))
+        report["grid"], report["recorded_coverage"] = _grid_and_recorded(ds, store, problems)
         if expected_times is not None:
             report["coverage"] = _coverage(ds, store, expected_times, problems)
         for name in ds.data_vars:
@@ -106,6 +115,36 @@ def _coverage(ds: xr.Dataset, store: str, expected_times: np.ndarray, problems: 
         "present": int(expected.size - missing.size),
         "missing": iso,
     }
+
+
+def _grid_and_recorded(
+    ds: xr.Dataset, store: str, problems: list[str]
+) -> tuple[dict | None, dict | None]:
+    """The grid's extent, and the store's own ``coverage`` record checked against it."""
+    if "lat" not in ds.coords or "lon" not in ds.coords:
+        return None, None
+    grid = grid_extent(ds["lat"].values, ds["lon"].values)
+    raw = ds.attrs.get("coverage")
+    if raw is None:
+        return grid, None
+    try:
+        recorded = json.loads(raw) if isinstance(raw, str) else dict(raw)
+    except (TypeError, ValueError) as err:
+        problems.append(f"{store}: attribute 'coverage' is not JSON ({err})")
+        return grid, None
+    steps = recorded.get("time_steps") or {}
+    n_time = ds.sizes.get("time")
+    if steps and n_time is not None and steps.get("found") != n_time:
+        problems.append(
+            f"{store}: attribute 'coverage' records {steps.get('found')} time steps; the store "
+            f"has {n_time}"
+        )
+    if recorded.get("extent") == "regional" and recorded.get("area") is None:
+        problems.append(
+            f"{store}: is regional ({recorded.get('lon')} lon, {recorded.get('lat')} lat) "
+            f"but records no configured area; expected a global grid"
+        )
+    return grid, recorded
 
 
 def _scan(var: xr.DataArray) -> tuple[float, float | None, float | None]:

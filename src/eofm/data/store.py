@@ -21,6 +21,7 @@ import numpy as np
 import xarray as xr
 
 import eofm
+from eofm.data.gridded import is_global_lon, uneven_lon
 from eofm.errors import StoreContractError
 
 GRID_DIMS = ("time", "level", "lat", "lon")
@@ -93,17 +94,40 @@ def _coordinate_problems(ds: xr.Dataset, where: str) -> list[str]:
         problems.append(
             f"{where}: coordinate 'lon' must be strictly ascending, got {lon[0]:g} .. {lon[-1]:g}"
         )
-    if lon.size and (lon.min() < 0.0 or lon.max() >= 360.0):
-        problems.append(
-            f"{where}: coordinate 'lon' must lie within [0, 360), got {lon.min():g} .. "
-            f"{lon.max():g}"
-        )
+    problems += _lon_problems(lon, where)
     if "time" in ds.coords and ds["time"].ndim == 1:
         time = ds["time"].values
         if not np.issubdtype(time.dtype, np.datetime64):
             problems.append(f"{where}: coordinate 'time' must be datetime64, got {time.dtype}")
         elif time.size > 1 and not np.all(np.diff(time) > np.timedelta64(0, "ns")):
             problems.append(f"{where}: coordinate 'time' must be strictly increasing")
+    return problems
+
+
+def _lon_problems(lon: np.ndarray, where: str) -> list[str]:
+    """A global axis lies in [0, 360); a regional one is contiguous within [-180, 360)
+    (e.g. -15 .. 5 across 0°); both are evenly spaced, so no block mean spans a gap."""
+    if lon.size < 2 or not np.all(np.diff(lon) > 0):
+        if lon.size and (lon.min() < -180.0 or lon.max() >= 360.0):
+            return [f"{where}: coordinate 'lon' must lie within [-180, 360)"]
+        return []
+    problems = []
+    uneven = uneven_lon(lon)
+    if uneven:
+        problems.append(
+            f"{where}: coordinate 'lon' must be evenly spaced (a contiguous grid), but {uneven}"
+        )
+    if is_global_lon(lon):
+        if lon.min() < 0.0 or lon.max() >= 360.0:
+            problems.append(
+                f"{where}: coordinate 'lon' must lie within [0, 360) for a global grid, got "
+                f"{lon.min():g} .. {lon.max():g}"
+            )
+    elif lon.min() < -180.0 or lon.max() >= 360.0 or lon[-1] - lon[0] >= 360.0:
+        problems.append(
+            f"{where}: coordinate 'lon' of a regional grid must be one contiguous run within "
+            f"[-180, 360), got {lon.min():g} .. {lon.max():g}"
+        )
     return problems
 
 

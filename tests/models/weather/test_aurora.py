@@ -47,3 +47,13 @@ def test_grid_not_divisible_by_patch_is_refused():
             (850,),
             {k: static[k].values for k in static.data_vars},
         )
+
+
+def test_regional_box_across_0_is_refused_with_a_clear_message():
+    static = generate_static(SampleGrid(nlat=16, nlon=32), seed=1).isel(lon=slice(0, 8))
+    lon = static.lon.values - 45.0  # -45 .. 33.75: a contiguous box across 0°
+    fields = {k: static[k].values for k in static.data_vars}
+    with pytest.raises(ValueError, match=r"aurora: the store's longitudes run -45 \.\. 33\.75"):
+        AuroraAdapter("tiny", static.lat.values, lon, (850,), fields)
+    adapter = AuroraAdapter("tiny", static.lat.values, static.lon.values, (850,), fields)
+    assert adapter.lon.max() < 90.0  # a box east of 0° is fine

@@ -33,7 +33,7 @@ from eofm.data.fetch import (
     redact,
     with_retries,
 )
-from eofm.data.gridded import standardise_gridded
+from eofm.data.gridded import coverage_attr, standardise_gridded
 from eofm.data.sample import month_times
 from eofm.data.store import store_writer, write_store
 from eofm.data.variables import ATMOSPHERIC, STATIC
@@ -177,6 +177,13 @@ def fetch_month(month: str, out: Path, settings: Era5Settings, policy: RetryPoli
             )
             if factor > 1:
                 ds.attrs["coarsen"] = factor
+            ds.attrs["coverage"] = coverage_attr(
+                ds,
+                variables=_required(None, "month"),
+                area=None,
+                steps_expected=steps.size,
+                step_hours=settings.step_hours,
+            )
             write(ds)
     return Path(out)
 
@@ -225,4 +232,5 @@ def fetch_static(out: Path, settings: Era5Settings, policy: RetryPolicy) -> Path
         factor=factor,
         provenance=_arco_provenance(url, remote),
     )
+    ds.attrs["coverage"] = coverage_attr(ds, variables=list(STATIC), area=None)
     return write_store(ds, out)

@@ -37,6 +37,7 @@ from eofm.data.fetch import (
     sha256sum,
     with_retries,
 )
+from eofm.data.gridded import coverage_attr
 from eofm.data.sample import month_times
 from eofm.data.store import write_store
 from eofm.data.variables import ATMOSPHERIC, SURFACE
@@ -237,9 +238,28 @@ def fetch_month(month: str, out: Path, settings: Era5Settings, policy: RetryPoli
     downloaded, files, tmp, url = _cds_fetch(jobs, out, month, settings, policy)
     try:
         where = f"{SOURCE_NAME}/cds ({month})"
-        fields = fields_from_files(files, _required(None, "month"), month, steps, levels, where)
+        area = settings.cds.area
+        fields = fields_from_files(
+            files,
+            _required(None, "month"),
+            month,
+            steps,
+            levels,
+            where,
+            area=area,
+            area_key="era5.cds.area",
+        )
         provenance = _cds_provenance(url, jobs, downloaded)
-        return write_steps(fields, out, factor=factor, provenance=provenance, where=where)
+        return write_steps(
+            fields,
+            out,
+            factor=factor,
+            provenance=provenance,
+            where=where,
+            area=area,
+            steps_expected=steps.size,
+            step_hours=settings.step_hours,
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -263,13 +283,16 @@ def fetch_static(out: Path, settings: Era5Settings, policy: RetryPolicy) -> Path
     jobs = [("static", SINGLE_LEVELS, request)]
     downloaded, files, tmp, url = _cds_fetch(jobs, out, "static", settings, policy)
     try:
-        fields = static_from_files(files, f"{SOURCE_NAME}/cds (static)")
+        fields = static_from_files(
+            files, f"{SOURCE_NAME}/cds (static)", area=cds.area, area_key="era5.cds.area"
+        )
         ds = _finish(
             fields,
             static=True,
             factor=settings.coarsen,
             provenance=_cds_provenance(url, jobs, downloaded),
         )
+        ds.attrs["coverage"] = coverage_attr(ds, variables=list(fields), area=cds.area)
         return write_store(ds, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -14,10 +14,16 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from eofm.config import Era5Settings
-from eofm.data.gridded import standardise_gridded
+from eofm.data.gridded import (
+    coverage_attr,
+    require_global,
+    select_area,
+    standardise_gridded,
+    uneven_lon,
+)
 from eofm.data.store import store_writer
 from eofm.data.variables import ATMOSPHERIC, STATIC, SURFACE, TARGETS, lookup
-from eofm.errors import ConfigError
+from eofm.errors import ConfigError, QCError
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +69,12 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "swvl1": ("swvl1", "volumetric_soil_water_layer_1"),
     "pev": ("pev", "potential_evaporation"),
 }
+#: why the static store is needed, for the messages that ask for it
+STATIC_WHY = (
+    "the weather backbones (Aurora, ClimaX, Prithvi WxC) take lsm (land-sea mask), z "
+    "(surface geopotential) and slt (soil type) as static inputs, and their grid from the "
+    "static store"
+)
 _STATIC_ALIASES: dict[str, tuple[str, ...]] = {
     "lsm": ("lsm", "land_sea_mask"),
     "z": ("z", "geopotential_at_surface", "orography"),
@@ -124,14 +136,17 @@ def accumulate(hourly: xr.DataArray, steps: np.ndarray, where: str) -> xr.DataAr
     return out.assign_coords(time=("time", steps))
 
 
-def _select_times(da: xr.DataArray, steps: np.ndarray, where: str) -> xr.DataArray:
-    missing = np.setdiff1d(steps, da["time"].values)
+def _require_times(
+    da: xr.DataArray, needed: np.ndarray, where: str, what: str, files: Sequence[str], expected: str
+) -> None:
+    """Every needed time present, or a QCError counting found vs expected."""
+    missing = np.setdiff1d(needed, da["time"].values)
     if missing.size:
-        raise ValueError(
-            f"{where}: variable {da.name!r} has no data at {_iso_list(missing)}; expected "
-            f"every step of month_times (every {_step_text(steps)})"
+        raise QCError(
+            f"{where}: variable {da.name!r} in {list(files)} has {needed.size - missing.size} "
+            f"of {needed.size} {what} (first missing {_iso(missing[0])}; missing "
+            f"{_iso_list(missing)}); expected {expected}"
         )
-    return da.sel(time=steps)
 
 
 def _select_levels(da: xr.DataArray, levels: list[int], where: str) -> xr.DataArray:
@@ -155,6 +170,12 @@ def coarsen_grid(ds: xr.Dataset, factor: int) -> xr.Dataset:
     """Block-mean lat/lon by ``factor`` (trailing partial blocks dropped); slt by mode."""
     if factor == 1:
         return ds
+    uneven = uneven_lon(ds["lon"].values)
+    if uneven:
+        raise ValueError(
+            f"era5.coarsen: the longitudes are not evenly spaced ({uneven}); a block mean "
+            f"would average columns across the gap"
+        )
     if ds.sizes["lat"] < factor or ds.sizes["lon"] < factor:
         raise ValueError(
             f"era5.coarsen: factor {factor} is larger than the grid "
@@ -340,6 +361,46 @@ def _find(
     return found
 
 
+def on_area(
+    datasets: list[tuple[Path, xr.Dataset]], area: Sequence[float] | None, area_key: str
+) -> list[tuple[Path, xr.Dataset]]:
+    """Each file cut to ``area``, or checked to be global when no area is configured."""
+    out = []
+    for path, ds in datasets:
+        if area is None:
+            require_global(ds, str(path), area_key)
+            out.append((path, ds))
+        else:
+            out.append((path, select_area(ds, area, str(path), area_key)))
+    return out
+
+
+def _missing_variables(
+    datasets: list[tuple[Path, xr.Dataset]],
+    names: Sequence[str],
+    aliases: dict[str, tuple[str, ...]],
+    levelled: Sequence[str],
+) -> list[str]:
+    return [n for n in names if not _find(datasets, n, aliases[n], n in levelled)]
+
+
+def _variables_error(
+    where: str,
+    files: Sequence[Path],
+    datasets: list[tuple[Path, xr.Dataset]],
+    missing: list[str],
+    names: Sequence[str],
+    hint: str,
+) -> QCError:
+    have = sorted({str(v) for _, ds in datasets for v in ds.data_vars})
+    looked = {m: list(_ALIASES[m]) for m in missing}
+    return QCError(
+        f"{where}: the files {[str(f) for f in files]} lack variable(s) {missing} of the "
+        f"{len(names)} the store needs ({list(names)}); they have {have}. Names looked up: "
+        f"{looked} (atmospheric ones on pressure levels). {hint}".rstrip()
+    )
+
+
 def fields_from_files(
     files: Sequence[Path],
     names: Sequence[str],
@@ -347,28 +408,48 @@ def fields_from_files(
     steps: np.ndarray,
     levels: list[int],
     where: str,
+    *,
+    area: Sequence[float] | None = None,
+    area_key: str = "era5.local.area",
+    variables_hint: str = "",
 ) -> dict[str, xr.DataArray]:
     """Month fields on ``steps`` from any mix of files (several files may share a variable,
-    e.g. the previous month's file supplying the hours before the first 6 h sum)."""
-    datasets = [(path, ds) for path in files for ds in open_era5_file(path)]
+    e.g. the previous month's file supplying the hours before the first 6 h sum).
+
+    Before anything is read: every variable present, the grid global (or cut to ``area``),
+    every step of the month there (and every hour a 6 h sum needs), else a QCError.
+    """
+    opened = [(path, ds) for path in files for ds in open_era5_file(path)]
+    datasets = on_area(opened, area, area_key)
+    missing = _missing_variables(datasets, names, _ALIASES, ATMOSPHERIC)
+    if missing:
+        raise _variables_error(where, files, datasets, missing, names, variables_hint)
     first = steps[0] - (ACCUMULATION_HOURS - 1) * _HOUR
+    back = np.arange(ACCUMULATION_HOURS) * _HOUR
+    hours = np.unique((steps[:, None] - back[None, :]).ravel())  # the 6 h sums' hours
     fields: dict[str, xr.DataArray] = {}
     for name in names:
         want_level = name in ATMOSPHERIC
         parts = _find(datasets, name, _ALIASES[name], want_level)
-        if not parts:
-            raise ValueError(
-                f"{where}: variable {name!r} not found in {[str(f) for f in files]}; expected "
-                f"one of the names {list(_ALIASES[name])}"
-                + (" on pressure levels" if want_level else " without a level dimension")
-            )
+        files_of = sorted({str(p) for p, _ in parts})
         da = _combine_times(parts, name, month, steps, first, where)
         if want_level:
             da = _select_levels(da, levels, where)
         if name in ACCUMULATED:
+            _require_times(
+                da,
+                hours,
+                where,
+                "hourly values its 6 h sums need",
+                files_of,
+                f"the {ACCUMULATION_HOURS} hourly accumulations ending at every step of "
+                f"{month} (the first reaches back to {_iso(first)})",
+            )
             da = accumulate(da, steps, where)
         else:
-            da = _select_times(da, steps, where)
+            expected = f"every step of {month} (every {_step_text(steps)})"
+            _require_times(da, steps, where, f"steps of {month}", files_of, expected)
+            da = da.sel(time=steps)
         fields[name] = da  # lazy: `write_steps` reads one step at a time
     return fields
 
@@ -381,11 +462,15 @@ def write_steps(
     provenance: dict[str, str],
     where: str,
     budget_bytes: int = 1 << 30,
+    area: Sequence[float] | None = None,
+    steps_expected: int | None = None,
+    step_hours: int | None = None,
 ) -> Path:
     """Write month fields (lazy, on the same steps) in blocks of steps with `store_writer`.
 
     A block holds as many steps as fit in ``budget_bytes``: a 0.25° month with 13 levels
-    (about 37 GB) goes three steps at a time, a coarse month in one block.
+    (about 37 GB) goes three steps at a time, a coarse month in one block. The store's
+    ``coverage`` attribute records steps, variables, bounds and the configured area.
     """
     times = next(iter(fields.values()))["time"].values
     step_bytes = sum(da.isel(time=0).size * 4 for da in fields.values())  # float32
@@ -395,6 +480,14 @@ def write_steps(
             piece = {name: da.isel(time=slice(k, k + block)).load() for name, da in fields.items()}
             ds = _finish(piece, static=False, factor=factor, provenance=provenance)
             _check_complete(ds, where)
+            ds.attrs["coverage"] = coverage_attr(
+                ds,
+                variables=list(fields),
+                area=area,
+                steps_found=times.size,
+                steps_expected=steps_expected if steps_expected is not None else times.size,
+                step_hours=step_hours,
+            )
             write(ds)
     return Path(out)
 
@@ -439,17 +532,27 @@ def _combine_times(
     )
 
 
-def static_from_files(files: Sequence[Path], where: str) -> dict[str, xr.DataArray]:
+def static_from_files(
+    files: Sequence[Path],
+    where: str,
+    *,
+    area: Sequence[float] | None = None,
+    area_key: str = "era5.local.area",
+) -> dict[str, xr.DataArray]:
     """lsm, surface z and slt from files; a time axis, if any, is reduced to its first step."""
-    datasets = [(path, ds) for path in files for ds in open_era5_file(path)]
+    opened = [(path, ds) for path in files for ds in open_era5_file(path)]
+    datasets = on_area(opened, area, area_key)
+    missing = _missing_variables(datasets, list(STATIC), _STATIC_ALIASES, ())
+    if missing:
+        have = sorted({str(v) for _, ds in datasets for v in ds.data_vars})
+        raise QCError(
+            f"{where}: the static files {[str(f) for f in files]} lack {missing} (looked up "
+            f"as {[list(_STATIC_ALIASES[m]) for m in missing]}, without a level dimension); "
+            f"they have {have}. The static store needs lsm, z and slt: {STATIC_WHY}"
+        )
     fields = {}
     for name in STATIC:
         parts = _find(datasets, name, _STATIC_ALIASES[name], want_level=False)
-        if not parts:
-            raise ValueError(
-                f"{where}: static variable {name!r} not found in {[str(f) for f in files]}; "
-                f"expected one of the names {list(_STATIC_ALIASES[name])} without a level dim"
-            )
         da = parts[0][1]
         for dim in ("time", "month"):
             if dim in da.dims:

@@ -2,7 +2,8 @@
 
 The store follows the gridded contract (DESIGN.md): MERRA-2's native grid runs
 lon -180..179.375 and lat -90..90 ascending, so longitudes are rolled to [0, 360) and
-latitudes flipped to descending; ``lev`` becomes ``level`` (model levels, 1 = top, 72 =
+latitudes flipped to descending; a regional subset keeps a contiguous axis (-15 .. 5 for
+a box across 0°) and needs ``merra2.area``; ``lev`` becomes ``level`` (model levels, 1 = top, 72 =
 surface); MERRA-2 variable names (T2M, PS, …) are kept. Time steps fall every
 ``step_hours`` on the hour. The ``tavg`` collections hold hourly means stamped HH:30, so
 — as Prithvi WxC's extractor does — the value at HH:00 is the mean of the HH-1:30 and
@@ -12,7 +13,9 @@ the previous day's file is at hand (the local route uses it when its globs match
 Settings: `eofm.config.Merra2Settings` (the ``merra2`` section), which holds every default
 (Prithvi WxC's collections, levels and 3 h steps). Each file's collection on the ``local``
 route comes from its name (``MERRA2_NNN.<stem>.<YYYYMMDD>.nc4``) or its ``ShortName``
-attribute; the local route keeps the month's steps the files cover.
+attribute. A month must be covered step by step (the error names the files, steps
+found and expected and the first missing); ``merra2.local.partial_months`` lets the local
+route keep only the steps its files cover. The store's ``coverage`` attribute records it.
 
 Routes, one module each: `gesdisc`, `earthaccess`, `local`; what they share is in
 `eofm.data.merra2.common`, the credential lookup in `eofm.data.credentials`.
@@ -89,14 +92,15 @@ def fetch_merra2_month(
     with ExitStack() as stack:
         if route == "local":
             files = local.local_files(settings)
-            ds = _build_month(files, month, settings, partial=True, stack=stack)
+            partial = settings.local.partial_months
+            ds = _build_month(files, month, settings, local=True, partial=partial, stack=stack)
             urls = sorted({str(p) for paths in files.values() for p in paths})
         elif route == "gesdisc":
             files, urls = gesdisc.month_files(month, settings, policy, cache)
-            ds = _build_month(files, month, settings, partial=False, stack=stack)
+            ds = _build_month(files, month, settings, local=False, partial=False, stack=stack)
         else:
             files, urls = earthaccess.granule_files(settings, "collections", month, cache)
-            ds = _build_month(files, month, settings, partial=False, stack=stack)
+            ds = _build_month(files, month, settings, local=False, partial=False, stack=stack)
         ds.attrs.update(_provenance(settings, route, "collections", files, urls))
         return write_store(ds, out)
 
@@ -105,7 +109,7 @@ def fetch_merra2_static(
     out: str | os.PathLike, settings: Merra2Settings, policy: RetryPolicy
 ) -> Path:
     """Fetch MERRA-2's constant fields (``merra2.static``) and write them as a Zarr store."""
-    check_settings(settings)
+    check_settings(settings, "static")
     route = settings.source
     cache = _cache_dir(out)
     with ExitStack() as stack:

@@ -17,7 +17,8 @@ import xarray as xr
 
 from eofm.config import Merra2Settings
 from eofm.data.fetch import redact, sha256sum
-from eofm.errors import ConfigError
+from eofm.data.gridded import contiguous_lon, coverage_attr, require_global, select_area
+from eofm.errors import ConfigError, QCError
 
 SOURCE = "merra2"
 CMR_URL = "https://cmr.earthdata.nasa.gov/search"
@@ -92,6 +93,12 @@ _STANDARD_NAMES = {
 
 _HALF_HOUR = np.timedelta64(30, "m")
 
+#: why the static store is needed, for the messages that ask for it
+STATIC_WHY = (
+    "Prithvi WxC reads PHIS (surface geopotential), FRLAND, FROCEAN and FRACI (land, ocean "
+    "and sea-ice fractions) as static inputs"
+)
+
 
 # --------------------------------------------------------------------------- config
 
@@ -99,16 +106,24 @@ _HALF_HOUR = np.timedelta64(30, "m")
 ROUTES = ("gesdisc", "earthaccess", "local")
 
 
-def check_settings(settings: Merra2Settings) -> None:
-    """What the schema cannot say: a route is chosen, and the collections are MERRA-2's."""
+def check_settings(settings: Merra2Settings, key: str = "collections") -> None:
+    """What the schema cannot say: a route is chosen, and the collections (of ``key``, the
+    store about to be written) are MERRA-2's. ``static: {}`` is fine until a static store
+    is asked for."""
     if settings.source not in ROUTES:
         raise ConfigError(
             f"merra2.source is {settings.source!r}; expected one of {', '.join(ROUTES)} "
             "to fetch MERRA-2"
         )
-    for key in ("collections", "static"):
-        if not _collections(settings, key):
-            raise ConfigError(f"merra2.{key} is empty; expected {{collection: [variables]}}")
+    _collections(settings, "collections" if key == "static" else "static")  # names checked
+    if not _collections(settings, key):
+        why = (
+            f"; the static store needs its fields ({STATIC_WHY}), or leave it out with "
+            "`static: {}` and do not ask for it"
+            if key == "static"
+            else ""
+        )
+        raise ConfigError(f"merra2.{key} is empty; expected {{collection: [variables]}}{why}")
 
 
 def _collections(settings: Merra2Settings, key: str) -> dict[Collection, list[str]]:
@@ -206,9 +221,10 @@ def _subset(
     """The wanted variables (and levels) of one file, with clear errors naming the file."""
     missing = [v for v in variables if v not in ds.data_vars]
     if missing:
-        raise ValueError(
-            f"merra2: {path} ({coll.short_name}) lacks variable(s) {missing}; "
-            f"it has {sorted(map(str, ds.data_vars))}"
+        raise QCError(
+            f"merra2: {path} ({coll.short_name}) lacks variable(s) {missing} of the configured "
+            f"{variables}; it has {sorted(map(str, ds.data_vars))}. Expected every variable "
+            f"merra2.collections (or merra2.static) lists for {coll.short_name}"
         )
     for dim in ("lat", "lon"):
         if dim not in ds.dims:
@@ -233,8 +249,10 @@ def _collection_series(
     settings: Merra2Settings,
     targets: np.ndarray,
     *,
+    month: str,
     partial: bool,
     stack: ExitStack,
+    hint: str = "",
 ) -> xr.Dataset:
     """One collection on the target times (tavg means averaged onto the hour)."""
     pieces = [_subset(_open(p, stack), p, coll, variables, settings.levels) for p in paths]
@@ -257,11 +275,14 @@ def _collection_series(
         out = ds.sel(time=targets[ok])
     if not ok.any() or (not partial and not ok.all()):
         absent = [str(t)[:16] for t in targets[~ok]]
-        raise ValueError(
-            f"merra2: {coll.short_name} files ({paths[0].parent}) do not cover "
-            f"{len(absent)} of {targets.size} steps every {settings.step_hours} h, e.g. "
-            f"{', '.join(absent[:3])} (their times run {str(times[0])[:16]}.."
-            f"{str(times[-1])[:16]})"
+        shown = [p.name for p in paths[:3]] + ([f"… {len(paths)} files"] if len(paths) > 3 else [])
+        raise QCError(
+            f"merra2: {coll.short_name} files {shown} (in {paths[0].parent}) cover "
+            f"{int(ok.sum())} of the {targets.size} steps of {month} every "
+            f"{settings.step_hours} h (first missing {absent[0]}; missing "
+            f"{', '.join(absent[:3])}{' …' if len(absent) > 3 else ''}); their times run "
+            f"{str(times[0])[:16]} .. {str(times[-1])[:16]}. Expected every step of the month"
+            f"{hint}"
         )
     for name in variables:
         if name in NAN_FILL:
@@ -306,12 +327,14 @@ def _level_attrs(coll: Collection) -> dict[str, str]:
     return {"units": "hPa", "standard_name": "air_pressure", "long_name": "pressure level"}
 
 
-def _to_contract_grid(ds: xr.Dataset) -> xr.Dataset:
-    """Longitudes rolled to [0, 360) ascending; latitudes flipped to descending."""
-    # MERRA-2's "0" is -5.9e-13 in real files: round first, or it would wrap to 360.0
-    lon = np.mod(np.round(ds["lon"].values.astype(np.float64), 6), 360.0) + 0.0
-    lon[lon >= 360.0] -= 360.0
-    ds = ds.assign_coords(lon=lon).sortby("lon")
+def _to_contract_grid(ds: xr.Dataset, settings: Merra2Settings, where: str) -> xr.Dataset:
+    """A global grid rolled to [0, 360), a regional one contiguous (-15 .. 5 across 0°) and
+    cut to ``merra2.area`` (required for it); latitudes flipped to descending."""
+    ds = contiguous_lon(ds, where)  # MERRA-2's "0" is -5.9e-13: rounded, not wrapped to 360
+    if settings.area is None:
+        require_global(ds, where, "merra2.area")
+    else:
+        ds = select_area(ds, settings.area, where, "merra2.area")
     lat = ds["lat"].values
     if lat.size > 1 and lat[0] < lat[-1]:
         ds = ds.isel(lat=slice(None, None, -1))
@@ -333,16 +356,24 @@ def _build_month(
     month: str,
     settings: Merra2Settings,
     *,
+    local: bool,
     partial: bool,
     stack: ExitStack,
 ) -> xr.Dataset:
-    """Every configured collection on the month's steps, merged onto the contract grid."""
+    """Every configured collection on the month's steps, merged onto the contract grid.
+
+    ``partial`` keeps the steps the files cover (recorded in the ``coverage`` attribute);
+    otherwise a step missing from any collection fails before anything is written.
+    """
     targets = _step_times(month, settings.step_hours)
     first, last = targets[0], targets[-1] + np.timedelta64(settings.step_hours, "h")
+    hint = ""
+    if local and not partial:
+        hint = " (merra2.local.partial_months: true writes only the covered steps)"
     parts = []
     for coll, variables in _collections(settings, "collections").items():
         paths = files.get(coll.short_name, [])
-        if partial:  # local files: keep those whose name says they are in (or next to) the month
+        if local:  # local files: keep those whose name says they are in (or next to) the month
             paths = [p for p in paths if _near_month(p, first, last)]
         if not paths:
             raise FileNotFoundError(
@@ -351,7 +382,15 @@ def _build_month(
             )
         parts.append(
             _collection_series(
-                coll, paths, variables, settings, targets, partial=partial, stack=stack
+                coll,
+                paths,
+                variables,
+                settings,
+                targets,
+                month=month,
+                partial=partial,
+                stack=stack,
+                hint=hint,
             )
         )
     ds = xr.merge(parts, join="inner", compat="override", combine_attrs="drop_conflicts")
@@ -370,7 +409,24 @@ def _build_month(
             "when the previous day's means are not at hand"
         ),
     }
-    return _to_contract_grid(ds)
+    ds = _to_contract_grid(ds, settings, f"merra2 {month} ({', '.join(names_of(settings))})")
+    found = ds["time"].values.astype("datetime64[ns]")
+    absent = targets[~np.isin(targets, found)]
+    ds.attrs["coverage"] = coverage_attr(
+        ds,
+        variables=list(ds.data_vars),
+        area=settings.area,
+        steps_found=found.size,
+        steps_expected=targets.size,
+        first_missing=str(absent[0])[:19] if absent.size else None,
+        step_hours=settings.step_hours,
+    )
+    return ds
+
+
+def names_of(settings: Merra2Settings, key: str = "collections") -> list[str]:
+    """The configured collections' short names."""
+    return [c.short_name for c in _collections(settings, key)]
 
 
 def _near_month(path: Path, first: np.datetime64, last: np.datetime64) -> bool:
@@ -417,4 +473,8 @@ def _build_static(
         parts.append(ds)
     ds = xr.merge(parts, join="exact", compat="override", combine_attrs="drop_conflicts")
     ds.attrs = {"title": "MERRA-2 constant fields"}
-    return _to_contract_grid(ds)
+    ds = _to_contract_grid(
+        ds, settings, f"merra2 static ({', '.join(names_of(settings, 'static'))})"
+    )
+    ds.attrs["coverage"] = coverage_attr(ds, variables=list(ds.data_vars), area=settings.area)
+    return ds

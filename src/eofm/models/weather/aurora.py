@@ -91,6 +91,14 @@ class AuroraAdapter:
         self.lat, self.lon, self.levels = check_grid(
             self.name, size, SIZES, lat, lon, levels, static, PATCH_SIZE
         )
+        if self.lon.size and (self.lon.min() < 0.0 or self.lon.max() >= 360.0):
+            # aurora.Metadata asserts it; say here which grid and what would work
+            raise ValueError(
+                f"{self.name}: the store's longitudes run {self.lon.min():g} .. "
+                f"{self.lon.max():g} (a regional box across 0°); Aurora needs them in [0, 360) "
+                f"and increasing, so it runs on a global grid or on a box that does not cross "
+                f"0° (ClimaX and Prithvi WxC take this box)"
+            )
         self.static = {name: torch.as_tensor(static[name], dtype=torch.float32) for name in STATIC}
 
     def config(self) -> dict[str, Any]:
