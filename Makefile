@@ -10,7 +10,7 @@ CORES ?= all
 # pip's notices about local index folders are noise here; real errors still stop make.
 PIP_FILTER := { grep -v '^WARNING: Location' || true; }
 
-.PHONY: install demo test test-fast lint clean
+.PHONY: install install-slurm demo test test-fast lint clean
 
 install: $(VENV)/.installed
 
@@ -19,6 +19,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[torch,dev]' 2>&1 | $(PIP_FILTER)
 	$(BIN)/python -c "import eofm, torch, aurora, PrithviWxC, snakemake, zarr, rasterio, huggingface_hub"
 	touch $@
+
+# The SLURM executor plugin (pinned in pyproject's `slurm` extra), for `--workflow-profile
+# profiles/slurm`; `make install` already has it (the tests use it).
+install-slurm: install
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[slurm]' 2>&1 | $(PIP_FILTER)
+	$(BIN)/python -c "import snakemake_executor_plugin_slurm"
 
 demo: install
 	$(BIN)/snakemake --cores $(CORES)

@@ -31,3 +31,22 @@ def test_prints_library_logs_and_traceback_go_to_the_log(tmp_path, capsys):
     assert "GPU available" not in captured.err
     assert "traceback in" in captured.err
     assert console.stream is sys.stderr  # restored afterwards
+
+
+def test_the_first_line_says_where_the_job_ran(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    monkeypatch.setenv("SLURM_JOB_PARTITION", "gpu")
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "8")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    with job_log(tmp_path / "job.log"):
+        print("work")
+    first, second = (tmp_path / "job.log").read_text().splitlines()[:2]
+    assert "slurm_job=42 partition=gpu cpus=8 cuda_visible_devices=0" in first
+    assert second == "work"
+
+    for name in ("SLURM_JOB_ID", "CUDA_VISIBLE_DEVICES"):
+        monkeypatch.delenv(name)
+    with job_log(tmp_path / "local.log"):
+        pass
+    line = (tmp_path / "local.log").read_text().splitlines()[0]
+    assert "slurm_job" not in line and line.endswith("cuda_visible_devices=none")

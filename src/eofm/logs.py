@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 import traceback
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ def job_log(path: str | os.PathLike[str], threads: int | None = None) -> Iterato
 
         torch.set_num_threads(threads)
     with open(log_path, "w", buffering=1) as stream:
+        stream.write(where_this_runs() + "\n")
         handler = logging.StreamHandler(stream)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root = logging.getLogger()
@@ -46,6 +48,24 @@ def job_log(path: str | os.PathLike[str], threads: int | None = None) -> Iterato
                 console.setStream(old)
             root.removeHandler(handler)
             logging.captureWarnings(False)
+
+
+def where_this_runs() -> str:
+    """One line: host, and under SLURM the job, partition and GPUs it was given.
+
+    The first line of every job log, so a misrouted job (a GPU rule on a CPU partition)
+    shows in its log, not only in the scheduler's records.
+    """
+    env = os.environ
+    parts = [f"host={socket.gethostname()}"]
+    if "SLURM_JOB_ID" in env:
+        parts += [
+            f"slurm_job={env['SLURM_JOB_ID']}",
+            f"partition={env.get('SLURM_JOB_PARTITION', '?')}",
+            f"cpus={env.get('SLURM_CPUS_PER_TASK', env.get('SLURM_CPUS_ON_NODE', '?'))}",
+        ]
+    parts.append(f"cuda_visible_devices={env.get('CUDA_VISIBLE_DEVICES', 'none')}")
+    return "eofm job: " + " ".join(parts)
 
 
 def _console_handlers() -> list[logging.StreamHandler]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from eofm.io import read_json, write_json
 from eofm.train.decoder import DecoderSettings, train_decoder
 from eofm.train.fit import (
     FULL_DIGEST_BYTES,
+    PreemptedError,
     RunInUseError,
     TrainingRun,
     fit,
@@ -47,17 +49,21 @@ class Tiny(L.LightningModule):
         fail_at_epoch: int | None = None,
         fail_at_step: int | None = None,
         sleep_s: float = 0.0,
+        signal_at_step: tuple[int, signal.Signals] | None = None,
     ) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.Linear(3, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 1))
         self.fail_at_epoch = fail_at_epoch
         self.fail_at_step = fail_at_step
         self.sleep_s = sleep_s
+        self.signal_at_step = signal_at_step
         self.steps_here = 0  # training steps taken by this process
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _i: int) -> torch.Tensor:
         if self.fail_at_epoch == self.current_epoch or self.fail_at_step == self.global_step:
             raise Preempted(f"killed at epoch {self.current_epoch}, step {self.global_step}")
+        if self.signal_at_step and self.signal_at_step[0] == self.global_step:
+            os.kill(os.getpid(), self.signal_at_step[1])  # as scancel or SLURM's warning would
         time.sleep(self.sleep_s)
         self.steps_here += 1
         x, y = batch
@@ -128,6 +134,23 @@ def test_an_interrupted_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_p
     assert result["epochs"] == EPOCHS and result["steps"] == EPOCHS * STEPS_PER_EPOCH
     assert _same_weights(resumed, whole)
     assert read_json(run.marker)["outputs"] == [str(run.run_dir.parent / "model.pt")]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
+def test_a_signal_saves_a_checkpoint_at_once_and_the_retry_resumes_from_it(tmp_path, signum):
+    inputs = [_input(tmp_path, "a")]
+    step = 2 * STEPS_PER_EPOCH + 1  # in the third epoch, past the epoch-2 checkpoint
+    handler_before = signal.getsignal(signum)
+    with pytest.raises(PreemptedError, match="a retry resumes"):
+        _train(tmp_path, inputs, signal_at_step=(step, signum))
+    assert signal.getsignal(signum) == handler_before  # nothing left installed
+
+    run_dir = next(tmp_path.glob("*/" + "last.ckpt")).parent
+    saved = torch.load(run_dir / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == step + 1  # the step in flight finished, then the save
+    _, result, _ = _train(tmp_path, inputs)
+    assert result["resumed_from_epoch"] == 2
+    assert result["epochs"] == EPOCHS
 
 
 def test_a_checkpoint_is_written_every_epoch_and_every_n_steps(tmp_path):

@@ -24,7 +24,7 @@ def gpu_rules() -> set[str]:
 def test_every_gpu_rule_goes_to_the_gpu_partition():
     rules = gpu_rules()
     assert {"pretrain_backbone", "train_decoder", "finetune_backbone"} <= rules
-    profile = yaml.safe_load((ROOT / "workflow/profiles/slurm/config.yaml").read_text())
+    profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
     resources = profile["set-resources"]
     misrouted = sorted(r for r in rules if resources.get(r, {}).get("slurm_partition") != "gpu")
     assert not misrouted, f"GPU rules not sent to the gpu partition: {misrouted}"

@@ -2,6 +2,7 @@
 from snakemake.exceptions import WorkflowError
 from snakemake.io import strip_wildcard_constraints
 
+import eofm.sizing as sizing
 import eofm.workflow as plan
 
 
@@ -98,3 +99,35 @@ def mode_table_metrics(wildcards):
 
 def mode_table_training(wildcards):
     return [f for m in MODES for f in plan.mode_training(WEATHER, wildcards.backbone, m)]
+
+
+def own_benchmark(rule_name, wildcards):
+    """This job's ``benchmark:`` file (it holds the previous run's peak memory and time)."""
+    pattern = strip_wildcard_constraints(str(getattr(rules, rule_name).rule.benchmark))
+    return pattern.format(**wildcards)
+
+
+def job_memory_mb(rule_name, trains_weights=False):
+    """``mem_mb`` of a GPU rule: its previous run's peak, else an estimate; × attempt."""
+
+    def mem_mb(wildcards, input, attempt):
+        stores = [input.stores] if isinstance(input.stores, str) else list(input.stores)
+        trains = trains_weights(wildcards) if callable(trains_weights) else trains_weights
+        return sizing.memory_mb(
+            own_benchmark(rule_name, wildcards),
+            attempt,
+            weights=[input.weights] if "weights" in input.keys() else [],
+            sample_bytes=sizing.time_step_bytes(stores[0]),
+            trains_weights=trains,
+        )
+
+    return mem_mb
+
+
+def job_runtime_min(rule_name, default_min):
+    """``runtime`` of a GPU rule: twice its previous run's, else ``default_min``; × attempt."""
+
+    def runtime(wildcards, attempt):
+        return sizing.runtime_min(own_benchmark(rule_name, wildcards), attempt, default_min)
+
+    return runtime

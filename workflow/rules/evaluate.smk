@@ -59,6 +59,8 @@ rule evaluate_finetuned:
     threads: 2
     resources:
         gpu=1,
+        mem_mb=job_memory_mb("evaluate_finetuned", trains_weights=False),
+        runtime=job_runtime_min("evaluate_finetuned", default_min=120),
     log:
         "logs/evaluate_finetuned/{backbone}/{mode}.log",
     benchmark:

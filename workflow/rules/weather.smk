@@ -28,6 +28,8 @@ rule pretrain_backbone:
     threads: 2
     resources:
         gpu=1,
+        mem_mb=job_memory_mb("pretrain_backbone", trains_weights=True),
+        runtime=job_runtime_min("pretrain_backbone", default_min=720),
     log:
         "logs/pretrain_backbone/{backbone}.log",
     benchmark:
@@ -90,6 +92,8 @@ rule encode_latents:
     threads: 2
     resources:
         gpu=1,
+        mem_mb=job_memory_mb("encode_latents", trains_weights=False),
+        runtime=job_runtime_min("encode_latents", default_min=120),
     log:
         "logs/encode_latents/{backbone}/{month}.log",
     benchmark:
@@ -147,6 +151,8 @@ rule train_decoder:
     threads: 2
     resources:
         gpu=1,
+        mem_mb=job_memory_mb("train_decoder", trains_weights=False),
+        runtime=job_runtime_min("train_decoder", default_min=240),
     log:
         "logs/train_decoder/{backbone}/{target}.log",
     benchmark:
@@ -182,6 +188,8 @@ rule finetune_backbone:
     threads: 2
     resources:
         gpu=1,
+        mem_mb=job_memory_mb("finetune_backbone", trains_weights=lambda w: w.mode == "full"),
+        runtime=job_runtime_min("finetune_backbone", default_min=720),
     log:
         "logs/finetune_backbone/{backbone}/{mode}.log",
     benchmark:

@@ -18,6 +18,10 @@ the *content* of the inputs (not their paths: a regenerated store keeps its path
   user forces it; either way a fresh run is the safe answer.
 - The run folder is locked while in use (``.lock``, ``flock``): a second job on the same
   folder (e.g. after ``snakemake --unlock`` while the first still runs) fails at once.
+- SIGTERM (``scancel``, a preemption, SLURM's ``--signal=TERM@<s>`` before the time
+  limit) and SIGUSR1 stop training at the next batch with a checkpoint written at once,
+  then raise :class:`PreemptedError`: the job fails, Snakemake resubmits it and the retry
+  resumes from that checkpoint instead of from the last epoch end.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import json
 import os
 import random
 import resource
+import signal
 import socket
 import time
 import warnings
@@ -43,6 +48,8 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Checkpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins.environments import SLURMEnvironment
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader
 
 from eofm.errors import EofmError
@@ -70,6 +77,10 @@ class TrainingSettings:
     val_fraction: float
     seed: int
     checkpoint_every_n_steps: int | None = None
+
+
+class PreemptedError(EofmError, RuntimeError):
+    """Training stopped on a signal after saving a checkpoint; a retry resumes from it."""
 
 
 class RunInUseError(EofmError, RuntimeError):
@@ -247,6 +258,14 @@ class ResumableCheckpoint(Checkpoint):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._save(trainer, epochs_done=trainer.current_epoch + 1)
 
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        # Lightning raises SIGTERMException at the batch after the signal: save that state
+        # now (the epoch's start is replayed on resume), before the scheduler's SIGKILL.
+        if isinstance(exception, SIGTERMException):
+            self._save(trainer, epochs_done=trainer.current_epoch)
+
     def _save(self, trainer: L.Trainer, epochs_done: int) -> None:
         if trainer.sanity_checking:
             return
@@ -293,13 +312,23 @@ def fit(
         accelerator="auto",
         devices=1,
         precision=precision,
+        # Inside a SLURM job Lightning would requeue the job itself on SIGUSR1, behind
+        # Snakemake's back; here Snakemake's retry does that.
+        plugins=[SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None,
         logger=CSVLogger(run.run_dir, name="metrics", version=""),
         callbacks=[checkpoint, TQDMProgressBar(refresh_rate=max(1, len(train_loader) // 10))],
         log_every_n_steps=max(1, len(train_loader) // 4),
         enable_model_summary=False,
         default_root_dir=run.run_dir,
     )
-    trainer.fit(module, train_loader, val_loader, ckpt_path=resume, weights_only=True)
+    try:
+        with _stop_on(signal.SIGUSR1):
+            trainer.fit(module, train_loader, val_loader, ckpt_path=resume, weights_only=True)
+    except SIGTERMException:
+        raise PreemptedError(
+            f"training stopped by a signal (SIGTERM or SIGUSR1) in epoch {trainer.current_epoch}, "
+            f"step {trainer.global_step}; checkpoint saved to {run.last}, a retry resumes from it"
+        ) from None
     elapsed = checkpoint.elapsed_s()
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     return {
@@ -314,6 +343,30 @@ def fit(
         "peak_rss_mb": peak_rss_mb(),
         "checkpoint_dir": str(run.run_dir),
     }
+
+
+@contextmanager
+def _stop_on(signum: signal.Signals) -> Iterator[None]:
+    """Treat ``signum`` like SIGTERM: Lightning stops at the next batch (SIGTERMException).
+
+    Lightning's own SIGTERM handler (set in ``trainer.fit``) marks the trainer; SLURM's
+    early-warning signal is often SIGUSR1, so it is passed on as SIGTERM. Only the main
+    thread may set handlers; elsewhere the signal keeps its default.
+    """
+
+    def stop(received: int, _frame: object) -> None:
+        print(f"received {signal.Signals(received).name}: stopping at the next batch", flush=True)
+        signal.raise_signal(signal.SIGTERM)
+
+    try:
+        previous = signal.signal(signum, stop)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signum, previous)
 
 
 def _resume_point(run: TrainingRun, epochs: int) -> Path | None:
