@@ -290,7 +290,7 @@ def pin_local_files(config: Section, key: str, files: Sequence[str]) -> dict[str
     *parents, last = key.split(".")
     node = out
     for parent in parents:
-        node = node[parent]
+        node = node.setdefault(parent, {})
     node[last] = [glob.escape(str(f)) for f in files]
     return out
 
