@@ -140,10 +140,15 @@ def test_a_failed_or_impossible_refresh_keeps_every_store_qc_and_manifest(tmp_pa
 
     # (b) February's file is truncated: its refetch fails naming the file; the previous
     # store is restored byte for byte, its QC report and manifest untouched
+    # (a run killed mid-fetch earlier left Snakemake's copy of the store behind)
+    stale = workdir / ".snakemake" / "backups" / feb
+    stale.mkdir(parents=True)
+    (stale / "zarr.json").write_text("{}")
     instant = folder / "era5_2020-02_instant.nc"
     instant.write_bytes(instant.read_bytes()[:4096])
     failed = snakemake(workdir, cfg, "data")
     assert failed.returncode != 0
+    assert f"removed Snakemake's stale backups of ['{feb}']" in failed.stderr
     log = (workdir / "logs/fetch_era5/local/2020-02.log").read_text()
     assert "era5_2020-02_instant.nc" in log, log[-3000:]
     assert f"Restored previous version of {feb}" in failed.stderr, failed.stderr[-3000:]
