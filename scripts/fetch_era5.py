@@ -1,5 +1,6 @@
 """Fetch one month (or the static fields) of ERA5 from the configured real route."""
 
+import eofm.workflow as plan
 from eofm.config import load
 from eofm.data.era5 import fetch_era5_month, fetch_era5_static
 from eofm.data.fetch import RetryPolicy
@@ -8,7 +9,9 @@ from eofm.logs import job_log
 # Settings come from the config; the rule's params list only those that shape the store,
 # so that retry policy, publication lag or the period never trigger a refetch.
 with job_log(snakemake.log[0]):
-    settings = load(snakemake.config)
+    # the job's own files (its month's, or the static ones), not every file of the globs
+    key = "era5.local.paths" if snakemake.wildcards.get("month") else "era5.local.static_paths"
+    settings = load(plan.pin_local_files(snakemake.config, key, snakemake.input.local))
     policy = RetryPolicy.from_settings(settings.fetch)
     month = snakemake.wildcards.get("month")
     if month:

@@ -217,3 +217,234 @@ def test_benchmark_files_fill_each_rules_pattern_and_refuse_an_unknown_rule():
     wrong["qc_store"] = [{"month": "2020-01"}]
     with pytest.raises(plan.WorkflowConfigError, match=r"qc_store.*source"):
         plan.benchmark_files(patterns, wrong, skip=["summarise_benchmarks"])
+
+
+# --------------------------------------------------------------------------- local files
+
+
+def _era5_file(path: Path, start: str, stop: str, freq: str = "6h", **kwargs) -> Path:
+    """An ERA5 NetCDF in the new CDS layout (valid_time, latitude, longitude)."""
+    import numpy as np
+    import xarray as xr
+
+    times = pd.date_range(start, stop, freq=freq)
+    ds = xr.Dataset(
+        {"t2m": (("valid_time", "latitude", "longitude"), np.zeros((times.size, 2, 3), "f4"))},
+        coords={"valid_time": times, "latitude": [10.0, 0.0], "longitude": [0.0, 1.0, 2.0]},
+        **kwargs,
+    )
+    ds.to_netcdf(path, engine="h5netcdf")
+    return path
+
+
+def test_file_span_reads_dates_from_names_without_opening_the_file(tmp_path):
+    # empty files: any attempt to open one would fail
+    for name in (
+        "MERRA2_400.tavg1_2d_slv_Nx.20200131.nc4",
+        "era5_202001.nc",
+        "era5-2020-02.grib",
+        "era5_20200101-20200115.nc",
+        "era5_2020_12_pressure.nc",
+    ):
+        (tmp_path / name).touch()
+    span = plan.file_span(str(tmp_path / "MERRA2_400.tavg1_2d_slv_Nx.20200131.nc4"))
+    assert span[0] == pd.Timestamp("2020-01-31")
+    assert span[1].date() == pd.Timestamp("2020-01-31").date()
+    # the month's last day also feeds the next month's first step
+    months = ["2020-01", "2020-02", "2020-03"]
+    assert plan.span_months(span, plan.MERRA2_LOOKBACK, months) == ["2020-01", "2020-02"]
+    monthly = plan.file_span(str(tmp_path / "era5_202001.nc"))
+    assert plan.span_months(monthly, plan.ERA5_LOOKBACK, months) == ["2020-01", "2020-02"]
+    dashed = plan.file_span(str(tmp_path / "era5-2020-02.grib"))
+    assert plan.span_months(dashed, plan.ERA5_LOOKBACK, months) == ["2020-02", "2020-03"]
+    fortnight = plan.file_span(str(tmp_path / "era5_20200101-20200115.nc"))
+    assert fortnight[0] == pd.Timestamp("2020-01-01")
+    assert fortnight[1].floor("s") == pd.Timestamp("2020-01-15 23:59:59")
+    assert plan.span_months(fortnight, plan.ERA5_LOOKBACK, months) == ["2020-01"]
+    december = plan.file_span(str(tmp_path / "era5_2020_12_pressure.nc"))
+    assert december[0] == pd.Timestamp("2020-12-01")
+
+
+def test_file_span_reads_the_time_coordinate_of_an_undated_name(tmp_path):
+    # 202013 and 00000000 are no dates: the file's own times decide
+    late = _era5_file(tmp_path / "download_202013.nc", "2020-01-31 00:00", "2020-01-31 23:00", "1h")
+    assert plan.file_span(str(late)) == (
+        pd.Timestamp("2020-01-31 00:00"),
+        pd.Timestamp("2020-01-31 23:00"),
+    )
+    months = ["2020-01", "2020-02"]
+    assert plan.span_months(plan.file_span(str(late)), plan.ERA5_LOOKBACK, months) == months
+    early = _era5_file(tmp_path / "adaptor.mars.nc", "2020-01-31 00:00", "2020-01-31 18:00")
+    # 18:00 + 5 h stays in January: February's first 6 h sum starts at 19:00
+    assert plan.span_months(plan.file_span(str(early)), plan.ERA5_LOOKBACK, months) == ["2020-01"]
+
+
+def test_a_file_without_time_feeds_every_month_and_an_unreadable_one_is_named(tmp_path):
+    import numpy as np
+    import xarray as xr
+
+    climatology = tmp_path / "eraint_uvz.nc"
+    xr.Dataset(
+        {"z": (("month", "latitude"), np.zeros((2, 3)))}, coords={"month": [1, 7]}
+    ).to_netcdf(climatology, engine="h5netcdf")
+    assert plan.file_span(str(climatology)) is None
+    assert plan.span_months(None, plan.ERA5_LOOKBACK, ["2020-01", "2020-07"]) == [
+        "2020-01",
+        "2020-07",
+    ]
+    good = _era5_file(tmp_path / "good.nc", "2020-01-01", "2020-01-31")
+    truncated = tmp_path / "truncated.nc"
+    truncated.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(plan.WorkflowConfigError, match=r"truncated\.nc: cannot read its time"):
+        plan.file_span(str(truncated))
+
+
+def _local_era5(tmp_path: Path, paths: list[str], static: list[str] | None = None) -> dict:
+    return config(era5={"source": "local", "local": {"paths": paths, "static_paths": static or []}})
+
+
+def test_each_era5_month_gets_only_the_files_holding_its_times(tmp_path):
+    folder = tmp_path / "era5"
+    folder.mkdir()
+    for month in ("2020-01", "2020-02", "2020-03"):
+        (folder / f"era5_{month}_instant.nc").touch()
+    _era5_file(folder / "tail.nc", "2019-12-31 19:00", "2019-12-31 23:00", "1h")
+    (folder / "static.nc").touch()
+    cfg = _local_era5(tmp_path, [str(folder / "era5_*.nc"), str(folder / "tail.nc")])
+    cfg["era5"]["local"]["static_paths"] = [str(folder / "static.nc")]
+    local = plan.LocalFiles(cfg)
+    names = lambda files: [Path(f).name for f in files]  # noqa: E731
+    assert names(local.era5_month("2020-01")) == ["era5_2020-01_instant.nc", "tail.nc"]
+    # the previous month's file feeds the first 6 h sums
+    assert names(local.era5_month("2020-02")) == [
+        "era5_2020-01_instant.nc",
+        "era5_2020-02_instant.nc",
+    ]
+    assert names(local.era5_static()) == ["static.nc"]
+    # adding next month's file leaves earlier months' inputs as they were
+    (folder / "era5_2020-04_instant.nc").touch()
+    later = plan.LocalFiles(cfg)
+    assert later.era5_month("2020-02") == local.era5_month("2020-02")
+    with pytest.raises(plan.WorkflowConfigError) as err:
+        later.era5_month("2020-06")
+    message = str(err.value)
+    assert "era5 2020-06: no file of era5.local.paths" in message
+    assert str(folder / "era5_*.nc") in message
+    assert "'2020-01'" in message and "2020-04" in message
+
+
+def test_an_unmounted_folder_fails_every_month_and_the_static_fields(tmp_path):
+    gone = tmp_path / "mnt" / "era5"
+    cfg = _local_era5(tmp_path, [str(gone / "*.nc")], [str(gone / "static.nc")])
+    local = plan.LocalFiles(cfg)
+    with pytest.raises(plan.WorkflowConfigError, match=r"2020-01.*match no file at all"):
+        local.era5_month("2020-01")
+    with pytest.raises(plan.WorkflowConfigError, match=r"static_paths.*mnt/era5/static\.nc"):
+        local.era5_static()
+
+
+def test_other_routes_have_no_local_inputs(tmp_path):
+    local = plan.LocalFiles(config(era5={"source": "arco"}))
+    assert local.era5_month("2020-01") == []
+    assert local.era5_static() == []
+    assert local.merra2_month("2020-01") == []
+    assert local.tiles_month("modis", "2020-01") == []
+
+
+def test_merra2_months_and_static_get_their_collections_files(tmp_path):
+    import numpy as np
+    import xarray as xr
+
+    folder = tmp_path / "merra2"
+    folder.mkdir()
+    for day in ("20200130", "20200131", "20200201", "20200229", "20200301"):
+        (folder / f"MERRA2_400.inst1_2d_asm_Nx.{day}.nc4").touch()
+        (folder / f"MERRA2_400.tavg1_2d_slv_Nx.{day}.nc4").touch()
+    (folder / "MERRA2_101.const_2d_asm_Nx.00000000.nc4").touch()
+    (folder / "MERRA2_400.tavg1_2d_rad_Nx.20200201.nc4").touch()  # not configured
+    # an undated file, identified by its ShortName attribute and read for its times
+    xr.Dataset(
+        {"PS": (("time", "lat"), np.zeros((2, 2)))},
+        coords={"time": pd.date_range("2020-02-10 00:30", periods=2, freq="h")},
+        attrs={"ShortName": "M2T1NXSLV"},
+    ).to_netcdf(folder / "M2T1NXSLV_subset.nc4", engine="h5netcdf")
+    cfg = config(
+        merra2={
+            "source": "local",
+            "local": {"paths": [str(folder / "*.nc4")]},
+            "collections": {"M2I1NXASM": ["T2M"], "M2T1NXSLV": ["PS"]},
+            "static": {"M2C0NXASM": ["PHIS"]},
+        }
+    )
+    local = plan.LocalFiles(cfg)
+    february = [Path(f).name for f in local.merra2_month("2020-02")]
+    assert february == [
+        "M2T1NXSLV_subset.nc4",
+        "MERRA2_400.inst1_2d_asm_Nx.20200131.nc4",
+        "MERRA2_400.inst1_2d_asm_Nx.20200201.nc4",
+        "MERRA2_400.inst1_2d_asm_Nx.20200229.nc4",
+        "MERRA2_400.tavg1_2d_slv_Nx.20200131.nc4",
+        "MERRA2_400.tavg1_2d_slv_Nx.20200201.nc4",
+        "MERRA2_400.tavg1_2d_slv_Nx.20200229.nc4",
+    ]
+    assert [Path(f).name for f in local.merra2_static()] == [
+        "MERRA2_101.const_2d_asm_Nx.00000000.nc4"
+    ]
+    # the other collection's March files are there: the error names the one lacking it
+    for day in ("20200229", "20200301"):  # 29 February feeds March's first step
+        (folder / f"MERRA2_400.tavg1_2d_slv_Nx.{day}.nc4").unlink()
+    with pytest.raises(plan.WorkflowConfigError, match=r"merra2 M2T1NXSLV 2020-03: no file"):
+        plan.LocalFiles(cfg).merra2_month("2020-03")
+
+
+def test_tiles_months_follow_the_tiles_readers_dates(tmp_path):
+    folder = tmp_path / "tiles"
+    folder.mkdir()
+    names = [
+        "LC08_L2SP_196029_20200105_20200113_02_T1_ST_B10.TIF",
+        "LC08_L2SP_196029_20200105_20200113_02_T1_QA_PIXEL.TIF",
+        "LC08_L2SP_196029_20200206_20200214_02_T1_ST_B10.TIF",
+        "MOD11A1.A2020032.h18v04.061_LST_Day_1km.tif",  # day 32: 1 February
+        "README.txt",
+    ]
+    for name in names:
+        (folder / name).touch()
+    cfg = config(
+        tiles={
+            "source": "local",
+            "areas": {"demo": {}},
+            "sensors": ["landsat", "modis"],
+            "local": {"paths": {"landsat": [str(folder / "LC08*")], "modis": [str(folder / "M*")]}},
+        }
+    )
+    local = plan.LocalFiles(cfg)
+    assert [Path(f).name for f in local.tiles_month("landsat", "2020-01")] == sorted(names[:2])
+    assert [Path(f).name for f in local.tiles_month("modis", "2020-02")] == [names[3]]
+    with pytest.raises(plan.WorkflowConfigError, match=r"tiles modis 2020-01: .*paths\.modis"):
+        local.tiles_month("modis", "2020-01")
+
+
+def test_pin_local_files_points_a_glob_at_exactly_the_jobs_files(tmp_path):
+    odd = tmp_path / "era5[v2]_2020-01.nc"
+    odd.touch()
+    (tmp_path / "era5v_2020-01.nc").touch()  # what the unescaped name would match
+    cfg = _local_era5(tmp_path, [str(tmp_path / "*.nc")])
+    pinned = plan.pin_local_files(cfg, "era5.local.paths", [str(odd)])
+    assert cfg["era5"]["local"]["paths"] == [str(tmp_path / "*.nc")]  # a copy
+    import glob as globbing
+
+    (pattern,) = pinned["era5"]["local"]["paths"]
+    assert globbing.glob(pattern) == [str(odd)]
+    assert plan.pin_local_files(cfg, "era5.local.paths", []) == cfg
+
+
+def test_drop_stale_backups_removes_only_the_stores_leftovers(tmp_path):
+    backups = tmp_path / ".snakemake" / "backups"
+    store = "resources/era5/local/2020-01.zarr"
+    (backups / store).mkdir(parents=True)
+    (backups / store / "zarr.json").write_text("{}")
+    (backups / "results" / "other.json").parent.mkdir(parents=True)
+    (backups / "results" / "other.json").write_text("{}")
+    assert plan.drop_stale_backups(tmp_path / ".snakemake", [store, "resources/x.zarr"]) == [store]
+    assert not (backups / store).exists()
+    assert (backups / "results" / "other.json").exists()

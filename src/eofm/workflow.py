@@ -7,12 +7,19 @@ here; `workflow/rules/common.smk` only calls them with `config` and turns
 
 from __future__ import annotations
 
+import copy
 import glob
+import os
+import re
+import shutil
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from eofm.errors import ConfigError
@@ -175,9 +182,302 @@ def tiles_content(tiles: Section, area: str) -> dict[str, Any]:
     }
 
 
-def local_files(patterns: Iterable[str]) -> list[str]:
-    """Files matching the config's globs, so editing a local file reruns its jobs."""
-    return sorted({f for pattern in patterns for f in glob.glob(pattern)})
+# --------------------------------------------------------------------------- local files
+
+#: how far before a month's first step a reader reaches: ERA5's first 6 h sums start 5 h
+#: earlier, MERRA-2's first tavg step averages the previous day's last mean (HH:30)
+ERA5_LOOKBACK = pd.Timedelta(hours=5)
+MERRA2_LOOKBACK = pd.Timedelta(hours=1)
+
+#: dates in file names, most precise first; a name with several (a range) spans them all
+_NAME_DAYS = (
+    re.compile(r"(?<!\d)(\d{4})(\d{2})(\d{2})(?!\d)"),
+    re.compile(r"(?<!\d)(\d{4})-(\d{2})-(\d{2})(?!\d)"),
+)
+_NAME_MONTHS = (
+    re.compile(r"(?<!\d)(\d{4})(\d{2})(?!\d)"),
+    re.compile(r"(?<!\d)(\d{4})[-_](\d{2})(?![\d-])"),
+)
+
+#: a span of time (first, last instant) a file holds; None: no time axis (every month)
+Span = tuple[pd.Timestamp, pd.Timestamp] | None
+
+
+def _name_span(name: str) -> Span | bool:
+    """The days (or months) a file name's dates cover; False when it carries no date."""
+    for patterns, freq in ((_NAME_DAYS, "D"), (_NAME_MONTHS, "M")):
+        periods = []
+        for pattern in patterns:
+            for groups in pattern.findall(name):
+                year, month, day = (*(int(g) for g in groups), 1)[:3]
+                if not 1900 <= year <= 2200:
+                    continue
+                try:  # date() refuses 20201340 or 00000000, which Period would roll over
+                    date(year, month, day)
+                except ValueError:
+                    continue
+                periods.append(pd.Period(year=year, month=month, day=day, freq=freq))
+        if periods:
+            return min(periods).start_time, max(periods).end_time
+    return False
+
+
+def _metadata_span(path: str) -> Span:
+    """The first and last time of a NetCDF/GRIB file, reading only its time coordinate."""
+    import xarray as xr  # not needed to parse the Snakefile of a non-local route
+
+    grib = path.lower().endswith((".grib", ".grb", ".grib1", ".grib2", ".grb2"))
+    kwargs = {"engine": "cfgrib", "backend_kwargs": {"indexpath": ""}} if grib else {}
+    try:
+        with xr.open_dataset(path, decode_cf=False, **kwargs) as ds:
+            for name in ("valid_time", "time"):
+                if name in ds.variables:  # decode that coordinate alone, not every field
+                    decoded = xr.decode_cf(ds[[name]].reset_coords(), decode_timedelta=False)
+                    times = pd.to_datetime(np.ravel(decoded[name].values))
+                    break
+            else:
+                return None  # a climatology or invariant file: it feeds every month
+    except Exception as err:  # any reader error: the file is what the user must fix
+        raise WorkflowConfigError(
+            f"{path}: cannot read its time coordinate ({err}); expected a NetCDF or GRIB "
+            "file with a time or valid_time coordinate, or a date in its name "
+            "(YYYYMMDD, YYYY-MM-DD, YYYYMM, YYYY-MM)"
+        ) from None
+    if times.empty or times.isna().any():
+        raise WorkflowConfigError(f"{path}: its time coordinate is empty or has missing values")
+    return times.min(), times.max()
+
+
+def file_span(path: str) -> Span:
+    """The times a local file holds: from its name when it carries a date (cheap, so
+    thousands of daily files cost no reads), else from its time coordinate."""
+    span = _name_span(Path(path).name)
+    return _metadata_span(path) if span is False else span
+
+
+def span_months(span: Span, lookback: pd.Timedelta, months: Sequence[str]) -> list[str]:
+    """The ``months`` a file with ``span`` feeds: those it overlaps, plus the next month
+    when its last time lies within ``lookback`` of that month's start."""
+    if span is None:
+        return list(months)
+    first, last = span
+    covered = set(months_between(str(first.date()), str((last + lookback).date())))
+    return [m for m in months if m in covered]
+
+
+def _glob(patterns: Iterable[str]) -> list[str]:
+    """Files matching ``patterns`` (``~`` expanded, ``**`` recursive), as the readers glob."""
+    return sorted(
+        {
+            f
+            for pattern in patterns
+            for f in glob.glob(os.path.expanduser(str(pattern)), recursive=True)
+            if os.path.isfile(f)
+        }
+    )
+
+
+def pin_local_files(config: Section, key: str, files: Sequence[str]) -> dict[str, Any]:
+    """A copy of ``config`` whose globs at dotted ``key`` match exactly ``files``.
+
+    A fetch script reads the files Snakemake gave its job, not every file the config's
+    globs match: the store then depends on exactly its declared inputs, and a bad file
+    of another month cannot fail it. No files (another route): ``config`` unchanged.
+    """
+    if not files:
+        return dict(config)
+    out = copy.deepcopy(dict(config))
+    *parents, last = key.split(".")
+    node = out
+    for parent in parents:
+        node = node.setdefault(parent, {})
+    node[last] = [glob.escape(str(f)) for f in files]
+    return out
+
+
+class LocalFiles:
+    """Each local-route store's input files, resolved once per DAG build.
+
+    Every month's fetch gets only the files that hold its times, so a new, truncated or
+    vanished file of one month reruns that month alone, and a month no file covers
+    (an unmounted folder) fails the DAG build before any job touches a store.
+    """
+
+    def __init__(self, config: Section) -> None:
+        self._config = config
+        self._cache: dict[str, Any] = {}
+
+    def _once(self, key: str, build: Any) -> Any:
+        if key not in self._cache:
+            self._cache[key] = build()
+        return self._cache[key]
+
+    def era5_month(self, month: str) -> list[str]:
+        """Files of ``era5.local.paths`` holding ``month`` (or the 5 h before it)."""
+        era5 = self._config["era5"]
+        if era5["source"] != "local":
+            return []
+        patterns = era5["local"]["paths"]
+        spans = self._once("era5", lambda: {f: file_span(f) for f in _glob(patterns)})
+        files = [f for f, span in spans.items() if span_months(span, ERA5_LOOKBACK, [month])]
+        if not files:
+            raise WorkflowConfigError(_no_file("era5", month, "era5.local.paths", patterns, spans))
+        return files
+
+    def era5_static(self) -> list[str]:
+        """Every file of ``era5.local.static_paths``."""
+        era5 = self._config["era5"]
+        if era5["source"] != "local":
+            return []
+        patterns = era5["local"]["static_paths"]
+        files = self._once("era5-static", lambda: _glob(patterns))
+        if not files:
+            raise WorkflowConfigError(
+                f"era5 static: no file matches era5.local.static_paths {list(patterns)}; "
+                "expected the files with lsm, z and slt (is the folder mounted?)"
+            )
+        return files
+
+    def _merra2_settings(self) -> Any:
+        from eofm.config import Merra2Settings  # collections' defaults only `load` fills
+
+        merra2 = dict(self._config["merra2"])
+        return self._once("merra2-settings", lambda: Merra2Settings.from_dict(merra2))
+
+    def _merra2(self) -> dict[str, dict[str, Span]]:
+        """Collection short name -> {file: span}, for the collections the config asks."""
+        from eofm.data.merra2.local import _identify
+
+        settings = self._merra2_settings()
+        static = {c.upper() for c in settings.static}
+        wanted = static | {c.upper() for c in settings.collections}
+        found: dict[str, dict[str, Span]] = {}
+        for f in _glob(settings.local.paths):
+            try:
+                collection = _identify(Path(f))
+            except ValueError as err:
+                raise WorkflowConfigError(str(err)) from None
+            if collection in wanted:
+                span = None if collection in static else file_span(f)
+                found.setdefault(collection, {})[f] = span
+        return found
+
+    def _merra2_files(self, key: str, month: str | None) -> list[str]:
+        if self._config["merra2"]["source"] != "local":
+            return []
+        settings = self._merra2_settings()
+        by_collection = self._once("merra2", self._merra2)
+        files = []
+        for collection in (c.upper() for c in getattr(settings, key)):
+            spans = by_collection.get(collection, {})
+            if month is None:
+                mine = list(spans)
+            else:
+                mine = [f for f, s in spans.items() if span_months(s, MERRA2_LOOKBACK, [month])]
+            if not mine:
+                raise WorkflowConfigError(
+                    _no_file(
+                        f"merra2 {collection}",
+                        month or "static",
+                        "merra2.local.paths",
+                        settings.local.paths,
+                        spans,
+                        matched=any(by_collection.values()),
+                    )
+                )
+            files += mine
+        return sorted(files)
+
+    def merra2_month(self, month: str) -> list[str]:
+        """Files of each configured collection holding ``month`` (or the day before)."""
+        return self._merra2_files("collections", month)
+
+    def merra2_static(self) -> list[str]:
+        """The files of the configured constant collections (``merra2.static``)."""
+        return self._merra2_files("static", None)
+
+    def tiles_month(self, sensor: str, month: str) -> list[str]:
+        """Files of ``tiles.local.paths.<sensor>`` whose name is dated in ``month``.
+
+        The date comes from the tiles reader's own parser, so planning and reading agree;
+        files without a date in their name are ignored by both.
+        """
+        tiles = self._config["tiles"]
+        if tiles["source"] != "local":
+            return []
+        from eofm.data.tiles.local import _file_date
+
+        patterns = tiles["local"]["paths"][sensor]
+
+        def months_of_files() -> dict[str, Span]:
+            spans: dict[str, Span] = {}
+            for f in _glob(patterns):
+                when = _file_date(Path(f).name)
+                if when is not None:
+                    day = pd.Timestamp(when.replace(tzinfo=None))
+                    spans[f] = (day, day)
+            return spans
+
+        spans = self._once(f"tiles-{sensor}", months_of_files)
+        files = [f for f, span in spans.items() if span_months(span, pd.Timedelta(0), [month])]
+        if not files:
+            raise WorkflowConfigError(
+                _no_file(f"tiles {sensor}", month, f"tiles.local.paths.{sensor}", patterns, spans)
+            )
+        return files
+
+
+def _no_file(
+    what: str,
+    month: str,
+    key: str,
+    patterns: Iterable[str],
+    spans: Mapping[str, Span],
+    matched: bool | None = None,
+) -> str:
+    """The DAG-build error for a month no local file covers, with what the globs did match.
+
+    ``matched``: whether the globs match any file at all (default: any in ``spans``).
+    """
+    if not (bool(spans) if matched is None else matched):
+        found = "they match no file at all (is the folder mounted?)"
+    elif not spans:
+        found = f"they match no {what} file (by name or ShortName attribute)"
+    else:
+        covered: set[str] = set()
+        for span in spans.values():
+            if span is not None:
+                covered.update(months_between(str(span[0].date()), str(span[1].date())))
+        shown = sorted(covered)
+        found = f"they match {len(spans)} file(s) covering {shown[:6]}" + (
+            f" .. {shown[-1]}" if len(shown) > 6 else ""
+        )
+    return (
+        f"{what} {month}: no file of {key} {list(patterns)} holds {month}; {found}. "
+        "Nothing was fetched or changed; add the month's files or narrow the period"
+    )
+
+
+def drop_stale_backups(persistence: str | os.PathLike, stores: Iterable[str]) -> list[str]:
+    """Delete Snakemake's backups of ``stores`` that a killed run left behind.
+
+    Fetch rules mark their stores ``update()``: Snakemake copies the old store to
+    ``<persistence>/backups/<path>`` before the job and copies it back if the job fails.
+    A run killed mid-job leaves that copy, and the next run's backup then stops with
+    FileExistsError. Called at the start of a run (under Snakemake's lock, before any
+    job), when no backup can belong to a running job; the stores never need them, since
+    `eofm.data.store` swaps a finished store into place or leaves the old one.
+    """
+    root = Path(persistence) / "backups"
+    dropped = []
+    for store in stores:
+        backup = root / store
+        if backup.is_dir():
+            shutil.rmtree(backup)
+            dropped.append(store)
+    if dropped:
+        print(f"eofm: removed Snakemake's stale backups of {dropped}", file=sys.stderr)
+    return dropped
 
 
 # --------------------------------------------------------------------------- paths
@@ -292,6 +592,11 @@ def merra2_static_wanted(merra2: Section) -> bool:
     lsm, z and slt from it, and its grid.
     """
     return merra2.get("static") is None or bool(merra2["static"])
+
+
+def store_paths(config: Section, months: Months) -> list[str]:
+    """The path of every store the configured sources produce."""
+    return [store for _, store, _ in data_stores(config, months)]
 
 
 def manifest_of(store: str) -> str:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ import xarray as xr
 import eofm
 from eofm.data.sample import SampleGrid, generate_period, generate_static, month_times
 from eofm.data.store import (
+    SNAKEMAKE_MARKER,
     StoreContractError,
     append_store,
     open_store,
@@ -318,6 +320,23 @@ def test_open_store_names_the_path(tmp_path: Path) -> None:
     (tmp_path / "plain").mkdir()
     with pytest.raises(ValueError, match="plain: not a Zarr store"):
         open_store(tmp_path / "plain")
+
+
+def test_snakemakes_marker_in_a_store_raises_no_warning(tmp_path: Path) -> None:
+    path = tmp_path / "a.zarr"
+    write_store(_sample(0, 4), path)
+    (path / SNAKEMAKE_MARKER).touch()  # what Snakemake leaves in a finished directory()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with open_store(path) as back:
+            _assert_same_values(_sample(0, 4), back)
+        append_store(_sample(4, 6), path)
+        with open_store(path) as back:
+            assert back.sizes["time"] == 6
+    # only that file is excused: anything else foreign in a store still warns
+    (path / "notes.txt").write_text("stray")
+    with pytest.warns(UserWarning, match=r"notes\.txt is not recognized"):
+        open_store(path).close()
 
 
 def test_store_writer_streams_pieces_into_one_store(tmp_path: Path) -> None:

@@ -161,10 +161,24 @@ ALL_SOURCES = {
 }
 
 
+def _merra2_local_files(folder: Path) -> dict:
+    """Empty files named as GES DISC names them: the plan maps them to months by name alone."""
+    folder.mkdir()
+    stems = ["inst3_3d_asm_Nv", "inst1_2d_asm_Nx", "tavg1_2d_lnd_Nx", "tavg1_2d_flx_Nx"]
+    stems += ["tavg1_2d_rad_Nx"]
+    for stem in stems:
+        for day in ("20200115", "20200215"):
+            (folder / f"MERRA2_400.{stem}.{day}.nc4").touch()
+    for stem in ("const_2d_asm_Nx", "const_2d_ctm_Nx"):
+        (folder / f"MERRA2_101.{stem}.00000000.nc4").touch()
+    return {**ALL_SOURCES["merra2"], "local": {"paths": [str(folder / "*.nc4")]}}
+
+
 @pytest.mark.parametrize("extra", [None, ALL_SOURCES], ids=["tiny", "all-sources"])
 def test_the_cost_report_reads_the_benchmark_of_every_job_in_the_dag(tmp_path, extra):
     configfiles = []
     if extra is not None:
+        extra = {**extra, "merra2": _merra2_local_files(tmp_path / "merra2")}
         configfiles.append(tmp_path / "sources.yaml")
         configfiles[0].write_text(yaml.safe_dump(extra))
     jobs = _dry_run_jobs(tmp_path, *configfiles)

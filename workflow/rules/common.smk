@@ -35,10 +35,44 @@ ERA5_CONTENT = plan.era5_content(ERA5)
 MERRA2_CONTENT = plan.merra2_content(MERRA2)
 ERA5_STATIC = plan.era5_store(ERA5, "static")
 MANIFEST_PERIODS = plan.manifest_periods(config, MONTHS)
+LOCAL = plan.LocalFiles(config)
+
+
+# a run killed mid-fetch leaves Snakemake's copy of an update() store, which would stop
+# the next run's backup of it; the stores never need it (eofm.data.store swaps atomically)
+onstart:
+    plan.drop_stale_backups(workflow.persistence.path, plan.store_paths(config, MONTHS))
 
 
 def required_envvars():
     return plan.required_envvars(config["credentials"], ERA5, MERRA2)
+
+
+def _local(files, *args):
+    try:
+        return files(*args)
+    except plan.WorkflowConfigError as err:
+        raise WorkflowError(str(err)) from None
+
+
+def era5_month_files(wildcards):
+    return _local(LOCAL.era5_month, wildcards.month)
+
+
+def era5_static_files(wildcards):
+    return _local(LOCAL.era5_static)
+
+
+def merra2_month_files(wildcards):
+    return _local(LOCAL.merra2_month, wildcards.month)
+
+
+def merra2_static_files(wildcards):
+    return _local(LOCAL.merra2_static)
+
+
+def tiles_month_files(wildcards):
+    return _local(LOCAL.tiles_month, wildcards.sensor, wildcards.month)
 
 
 def tiles_content(wildcards):

@@ -6,7 +6,7 @@
 rule generate_era5_sample:
     """Offline ERA5-like month from the deterministic generator (same schema as ERA5)."""
     output:
-        store=directory("resources/era5/sample/{month}.zarr"),
+        store=update(directory("resources/era5/sample/{month}.zarr")),
     params:
         grid=ERA5["grid"],
         levels=ERA5["levels"],
@@ -25,7 +25,7 @@ rule generate_era5_sample:
 rule generate_era5_sample_static:
     """Invariant fields (lsm, z, slt) of the sample grid."""
     output:
-        store=directory("resources/era5/sample/static.zarr"),
+        store=update(directory("resources/era5/sample/static.zarr")),
     params:
         grid=ERA5["grid"],
         levels=ERA5["levels"],
@@ -44,9 +44,9 @@ rule generate_era5_sample_static:
 rule fetch_era5:
     """One month of ERA5 from ARCO, the CDS or local files, in the sample's schema."""
     input:
-        local=plan.local_files(ERA5["local"]["paths"]) if ERA5["source"] == "local" else [],
+        local=era5_month_files,
     output:
-        store=directory("resources/era5/{source}/{month}.zarr"),
+        store=update(directory("resources/era5/{source}/{month}.zarr")),
     wildcard_constraints:
         source="arco|cds|local",
     params:
@@ -64,9 +64,9 @@ rule fetch_era5:
 rule fetch_era5_static:
     """Invariant fields (lsm, z, slt) from the same route."""
     input:
-        local=plan.local_files(ERA5["local"]["static_paths"]) if ERA5["source"] == "local" else [],
+        local=era5_static_files,
     output:
-        store=directory("resources/era5/{source}/static.zarr"),
+        store=update(directory("resources/era5/{source}/static.zarr")),
     wildcard_constraints:
         source="arco|cds|local",
     params:
@@ -84,9 +84,9 @@ rule fetch_era5_static:
 rule fetch_merra2:
     """One month of MERRA-2 (Prithvi WxC's collections) from GES DISC or local files."""
     input:
-        local=plan.local_files(MERRA2["local"]["paths"]) if MERRA2["source"] == "local" else [],
+        local=merra2_month_files,
     output:
-        store=directory("resources/merra2/{source}/{month}.zarr"),
+        store=update(directory("resources/merra2/{source}/{month}.zarr")),
     params:
         merra2=MERRA2_CONTENT,
     log:
@@ -102,9 +102,9 @@ rule fetch_merra2:
 rule fetch_merra2_static:
     """MERRA-2 invariant fields (PHIS, FRLAND, FROCEAN, FRACI)."""
     input:
-        local=plan.local_files(MERRA2["local"]["paths"]) if MERRA2["source"] == "local" else [],
+        local=merra2_static_files,
     output:
-        store=directory("resources/merra2/{source}/static.zarr"),
+        store=update(directory("resources/merra2/{source}/static.zarr")),
     params:
         merra2=MERRA2_CONTENT,
     log:
@@ -120,13 +120,9 @@ rule fetch_merra2_static:
 rule fetch_tiles:
     """One month of one sensor's scenes over one area, on the area's shared grid."""
     input:
-        local=(
-            lambda w: plan.local_files(TILES["local"]["paths"][w.sensor])
-            if TILES["source"] == "local"
-            else []
-        ),
+        local=tiles_month_files,
     output:
-        store=directory("resources/tiles/{source}/{area}/{sensor}/{month}.zarr"),
+        store=update(directory("resources/tiles/{source}/{area}/{sensor}/{month}.zarr")),
     params:
         tiles=tiles_content,
     log:
@@ -144,7 +140,7 @@ rule fetch_firecube:
     input:
         local=[FIRECUBE["path"]] if FIRECUBE["source"] == "local" else [],
     output:
-        store=directory("resources/firecube/{source}/firecube.zarr"),
+        store=update(directory("resources/firecube/{source}/firecube.zarr")),
     params:
         firecube=FIRECUBE,
     log:

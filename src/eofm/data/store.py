@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import shutil
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+from zarr.errors import ZarrUserWarning
 
 import eofm
 from eofm.data.gridded import is_global_lon, uneven_lon
@@ -33,6 +35,8 @@ _TIME_ENCODING = {
     "calendar": "proleptic_gregorian",
     "dtype": "int64",
 }
+#: Snakemake marks a finished `directory()` output with this file; zarr warns about it
+SNAKEMAKE_MARKER = ".snakemake_timestamp"
 
 
 # --------------------------------------------------------------------------- contract
@@ -229,7 +233,8 @@ def append_store(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     tmp = _sibling(target, "tmp")
     try:
         shutil.copytree(target, tmp)
-        new.to_zarr(tmp, mode="a", append_dim="time", consolidated=False, zarr_format=3)
+        with ignoring_snakemake_marker():
+            new.to_zarr(tmp, mode="a", append_dim="time", consolidated=False, zarr_format=3)
         _swap_into_place(tmp, target)
     except BaseException:
         _remove(tmp)
@@ -245,9 +250,26 @@ def open_store(path: str | os.PathLike) -> xr.Dataset:
     if not p.is_dir() or not ((p / "zarr.json").is_file() or (p / ".zgroup").is_file()):
         raise ValueError(f"{p}: not a Zarr store (expected a directory with zarr.json)")
     try:
-        return xr.open_zarr(p, consolidated=False)
+        with ignoring_snakemake_marker():
+            return xr.open_zarr(p, consolidated=False)
     except Exception as err:  # zarr/xarray errors rarely say which store
         raise ValueError(f"{p}: cannot open Zarr store ({err})") from err
+
+
+@contextmanager
+def ignoring_snakemake_marker() -> Iterator[None]:
+    """Silence zarr's warning about Snakemake's marker file, and only that warning.
+
+    Snakemake writes ``.snakemake_timestamp`` into every finished ``directory()`` output;
+    zarr, listing a store's members, warns that the file is no Zarr node, on every open.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore",
+            message=rf"Object at {re.escape(SNAKEMAKE_MARKER)} is not recognized",
+            category=ZarrUserWarning,
+        )
+        yield
 
 
 def describe_store(path: str | os.PathLike) -> str:
