@@ -50,6 +50,10 @@ class StoreContractError(EofmError, ValueError):
     """A dataset does not follow the gridded-store contract of DESIGN.md."""
 
 
+class OutputError(EofmError, ValueError):
+    """An output cannot be written as it is (a NaN or infinity in a JSON file, …)."""
+
+
 class HubError(EofmError, OSError):
     """Model weights could not be obtained from the Hugging Face Hub or the local cache."""
 
@@ -65,6 +69,7 @@ __all__ = [
     "FetchError",
     "HubDownloadError",
     "HubError",
+    "OutputError",
     "QCError",
     "StoreContractError",
     "TileError",
