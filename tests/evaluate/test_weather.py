@@ -217,7 +217,9 @@ def test_non_finite_truth_is_refused_with_the_count_and_the_old_metrics_stay(inp
     before = metrics_path.read_bytes()
     n = truth.size
     n_bad = truth.sizes["lat"] * truth.sizes["lon"]
-    with pytest.raises(EvaluationError, match=rf"tp truth in stores .*2020-01\.zarr.*{n_bad} of {n}"):
+    with pytest.raises(
+        EvaluationError, match=rf"tp truth in stores .*2020-01\.zarr.*{n_bad} of {n}"
+    ):
         score_target(
             prediction,
             open_store(bad),
