@@ -91,6 +91,15 @@ def store_qc_reports():
     return plan.store_qc_reports(ERA5, MONTHS.all)
 
 
+def store_qc(months):
+    """QC reports of the months' ERA5 stores and the static store: every reader gates on them."""
+    return plan.store_qc_reports(ERA5, months)
+
+
+def encode_store_qc(wildcards):
+    return store_qc(plan.with_previous_month(wildcards.month, MONTHS.all))
+
+
 def test_stores():
     return era5_stores(plan.evaluation_input_months(MONTHS))
 

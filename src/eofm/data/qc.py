@@ -150,6 +150,24 @@ def require_passed(reports: Sequence[dict]) -> None:
     raise QCError("\n".join(lines))
 
 
+def require_store_qc(reports: Sequence[str | os.PathLike[str]]) -> None:
+    """Stop a job that reads stores unless every one of their QC reports passed.
+
+    Every rule that reads a gridded store takes its QC reports as inputs and calls this
+    first, so a month that failed QC stops training, encoding and evaluation alike, not
+    only the statistics.
+    """
+    loaded = []
+    for path in [reports] if isinstance(reports, str | os.PathLike) else reports:
+        try:
+            loaded.append(json.loads(Path(path).read_text()))
+        except FileNotFoundError:
+            raise QCError(f"{path}: QC report not found; expected one per store read") from None
+        except json.JSONDecodeError as err:
+            raise QCError(f"{path}: QC report is not valid JSON ({err})") from None
+    require_passed(loaded)
+
+
 def infer_kind(var: xr.DataArray) -> Kind:
     """static without time, atmospheric with levels, target if the catalogue says so."""
     if "time" not in var.dims:
