@@ -698,3 +698,35 @@ def test_write_steps_blocks_give_the_same_store(tmp_path):
     assert stores["blocks"].sizes["time"] == month.sizes["time"] == 116
     for name in MONTH_VARS:
         np.testing.assert_array_equal(stores["blocks"][name].values, stores["whole"][name].values)
+
+
+def test_a_gridmet_file_is_named_with_what_it_holds(tmp_path):
+    """A file of another product: the message lists its variables with names and units."""
+    days = np.arange("2020-02-01", "2020-03-01", dtype="datetime64[D]").astype("datetime64[ns]")
+    lat, lon = np.linspace(90.0, -90.0, 5), np.arange(0.0, 360.0, 45.0)  # a global grid
+    gridmet = xr.Dataset(
+        {
+            "air_temperature": (
+                ("day", "lat", "lon"),
+                np.full((days.size, 5, 8), 280.0, np.float32),
+                {
+                    "long_name": "tmmx",
+                    "standard_name": "air_temperature",
+                    "description": "Daily Maximum Temperature (2m)",
+                    "units": "K",
+                },
+            )
+        },
+        coords={"day": days, "lat": lat, "lon": lon},
+    )
+    path = tmp_path / "tmmx_2020.nc"
+    gridmet.to_netcdf(path)
+    out = tmp_path / "m.zarr"
+    with pytest.raises(ValueError) as err:
+        fetch_era5_month("2020-02", out, _local(paths=[str(path)]), FAST)
+    message = str(err.value)
+    assert str(path) in message and "lack variable(s) ['2t', '10u'" in message
+    # the standard_name equal to the variable's name is not repeated
+    held = "air_temperature (long_name 'tmmx', description 'Daily Maximum Temperature (2m)', "
+    assert f"they have ['air_temperature'] (tmmx_2020.nc: {held}units 'K'))" in message
+    assert not out.exists()
