@@ -41,7 +41,9 @@ LOCAL = plan.LocalFiles(config)
 # a run killed mid-fetch leaves Snakemake's copy of an update() store, which would stop
 # the next run's backup of it; the stores never need it (eofm.data.store swaps atomically)
 onstart:
-    plan.drop_stale_backups(workflow.persistence.path, plan.store_paths(config, MONTHS))
+    plan.drop_stale_backups(
+        workflow.persistence.path, plan.store_paths(config, MONTHS) + store_qc_reports()
+    )
 
 
 def required_envvars():
