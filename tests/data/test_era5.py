@@ -730,3 +730,26 @@ def test_a_gridmet_file_is_named_with_what_it_holds(tmp_path):
     held = "air_temperature (long_name 'tmmx', description 'Daily Maximum Temperature (2m)', "
     assert f"they have ['air_temperature'] (tmmx_2020.nc: {held}units 'K'))" in message
     assert not out.exists()
+
+
+@pytest.mark.slow  # writes a whole month first (about a minute on a busy machine)
+def test_a_truncated_file_fails_with_one_console_line_and_the_store_stays(tmp_path, capfd):
+    from eofm.data.manifest import store_digest
+    from eofm.logs import job_log
+
+    paths = _write_month_files(tmp_path, "2020-02", LOCAL_CFG)
+    cfg = _local(paths=[str(p) for p in paths])
+    out = tmp_path / "m.zarr"
+    fetch_era5_month("2020-02", out, cfg, FAST)
+    before = store_digest(out)
+    victim = next(p for p in paths if "instant" in p.name)
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    log = tmp_path / "job.log"
+    capfd.readouterr()
+    with pytest.raises(ValueError), job_log(log):
+        fetch_era5_month("2020-02", out, cfg, FAST)
+    console = capfd.readouterr().err.strip().splitlines()
+    assert console[0].startswith(f"eofm: ValueError: {victim}: cannot open as ERA5 NetCDF/GRIB")
+    assert console[-1] == f"eofm: job failed, traceback in {log}"
+    assert "Traceback" in log.read_text()
+    assert store_digest(out) == before
