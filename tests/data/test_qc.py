@@ -164,13 +164,16 @@ def test_a_deleted_chunk_fails_qc_naming_store_variable_and_chunk(tmp_path: Path
 
 def test_a_garbled_chunk_fails_qc_per_chunk_instead_of_crashing(tmp_path: Path) -> None:
     from eofm.data.ingest import qc_report
+    from eofm.data.manifest import store_digest
 
     path = write_store(_sample(), tmp_path / "a.zarr")
     chunk = path / "t" / "c" / "2" / "0" / "0" / "0"
     chunk.write_bytes(b"\x00garbled" + chunk.read_bytes()[9:])
     (path / "tp" / "c" / "1" / "0" / "0").write_bytes(b"")  # truncated to nothing
     out = tmp_path / "qc.json"
+    before = store_digest(path)
     report = qc_report(path, out, "2020-01", 6)
+    assert store_digest(path) == before  # QC only reads
     assert not report["passed"]
     assert report["variables"]["t"]["kind"] == "unreadable"
     problems = "\n".join(report["problems"])

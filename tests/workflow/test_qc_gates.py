@@ -53,6 +53,13 @@ def test_every_reader_of_an_era5_store_takes_and_checks_its_qc():
     assert not unchecked, f"scripts that do not check the stores' QC first: {unchecked}"
 
 
+def test_qc_reports_survive_a_crashing_qc_job():
+    """update(): Snakemake neither deletes the old report before the job nor after a failure."""
+    rules = _rules()
+    for name in ("qc_store", "qc_static"):
+        assert re.search(r'report=update\("results/qc/era5/', rules[name]), name
+
+
 def _reports(tmp_path: Path) -> list[str]:
     ok = {"store": "resources/era5/sample/2020-01.zarr", "passed": True, "problems": []}
     bad = {
