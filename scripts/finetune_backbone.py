@@ -1,9 +1,11 @@
 """Fine-tune a backbone online (lora or full mode) with one MLP head per target."""
 
+from eofm.data.qc import require_store_qc
 from eofm.logs import job_log
 from eofm.train.finetune import FinetuneSettings, finetune
 
 with job_log(snakemake.log[0], snakemake.threads):
+    require_store_qc(snakemake.input.store_qc)  # a store that failed QC stops here
     p = snakemake.params
     settings = FinetuneSettings(
         mode=p.mode,

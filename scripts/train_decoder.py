@@ -1,10 +1,12 @@
 """Train the lightweight decoder of one new variable on cached latents."""
 
+from eofm.data.qc import require_store_qc
 from eofm.logs import job_log
 from eofm.train.decoder import DecoderSettings, train_decoder
 from eofm.train.latents import require_latent_qc
 
 with job_log(snakemake.log[0], snakemake.threads):
+    require_store_qc(snakemake.input.store_qc)  # a store that failed QC stops here
     require_latent_qc(snakemake.input.qc)  # a bad latent cache stops here, like store QC
     p = snakemake.params
     training = dict(p.training)

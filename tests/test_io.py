@@ -33,3 +33,23 @@ def test_malformed_json_names_the_file(tmp_path):
     path.write_text("{")
     with pytest.raises(ValueError, match=r"bad\.json"):
         read_json(path)
+
+
+def test_nan_or_infinity_is_refused_naming_file_and_key_and_the_old_file_stays(tmp_path):
+    import numpy as np
+
+    from eofm.errors import OutputError
+
+    path = tmp_path / "metrics.json"
+    write_json({"rmse": 1.5}, path)
+    before = path.read_bytes()
+    bad = {"rmse": float("nan"), "per_level": [1.0, np.float64(np.inf)], "acc": None}
+    with pytest.raises(OutputError) as info:
+        write_json(bad, path)
+    message = str(info.value)
+    assert str(path) in message and "$.rmse" in message and "$.per_level[1]" in message
+    assert "$.acc" not in message
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["metrics.json"]
+    write_json({"acc": None}, path)  # null is how an undefined value is written
+    assert read_json(path) == {"acc": None}

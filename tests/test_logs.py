@@ -10,7 +10,7 @@ import pytest
 from eofm.logs import job_log
 
 
-def test_prints_library_logs_and_traceback_go_to_the_log(tmp_path, capsys):
+def test_prints_library_logs_and_traceback_go_to_the_log(tmp_path, capfd):
     library = logging.getLogger("some.library")
     console = logging.StreamHandler(sys.stderr)
     library.addHandler(console)
@@ -27,7 +27,7 @@ def test_prints_library_logs_and_traceback_go_to_the_log(tmp_path, capsys):
     assert "hello from the job" in text
     assert "GPU available: False" in text
     assert "RuntimeError: boom" in text
-    captured = capsys.readouterr()
+    captured = capfd.readouterr()
     assert "GPU available" not in captured.err
     assert "traceback in" in captured.err
     assert console.stream is sys.stderr  # restored afterwards
@@ -50,3 +50,30 @@ def test_the_first_line_says_where_the_job_ran(tmp_path, monkeypatch):
         pass
     line = (tmp_path / "local.log").read_text().splitlines()[0]
     assert "slurm_job" not in line and line.endswith("cuda_visible_devices=none")
+
+
+def test_a_failure_prints_its_cause_line_before_the_log_pointer(tmp_path, capfd):
+    path = tmp_path / "job.log"
+    with pytest.raises(ValueError), job_log(path):
+        try:
+            raise OSError("disk.nc: truncated HDF5 file")
+        except OSError as err:
+            raise ValueError("store.zarr: variable 't2m' unreadable\nmore detail") from err
+    err_lines = capfd.readouterr().err.strip().splitlines()
+    assert err_lines == [
+        "eofm: ValueError: store.zarr: variable 't2m' unreadable",
+        "eofm: caused by OSError: disk.nc: truncated HDF5 file",
+        f"eofm: job failed, traceback in {path}",
+    ]
+    assert "more detail" in path.read_text()
+
+
+def test_the_root_cause_is_left_out_when_the_message_already_holds_it(tmp_path, capfd):
+    with pytest.raises(RuntimeError), job_log(tmp_path / "job.log"):
+        try:
+            raise KeyError("x")
+        except KeyError as err:
+            raise RuntimeError(f"no variable: {err}") from err
+    lines = capfd.readouterr().err.strip().splitlines()
+    assert lines[0] == "eofm: RuntimeError: no variable: 'x'"
+    assert len(lines) == 2

@@ -448,3 +448,13 @@ def test_drop_stale_backups_removes_only_the_stores_leftovers(tmp_path):
     assert plan.drop_stale_backups(tmp_path / ".snakemake", [store, "resources/x.zarr"]) == [store]
     assert not (backups / store).exists()
     assert (backups / "results" / "other.json").exists()
+
+
+def test_drop_stale_backups_removes_a_qc_reports_leftover_too(tmp_path):
+    backups = tmp_path / ".snakemake" / "backups"
+    report = "results/qc/era5/local/2020-01.json"
+    (backups / report).parent.mkdir(parents=True)
+    (backups / report).write_text("{}")
+    (backups / "results" / "other.json").write_text("{}")
+    assert plan.drop_stale_backups(tmp_path / ".snakemake", [report]) == [report]
+    assert not (backups / report).exists() and (backups / "results" / "other.json").exists()

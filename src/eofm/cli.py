@@ -3,6 +3,7 @@
 eofm sample 2020-01 out.zarr          one month of the offline ERA5-like sample
 eofm qc out.zarr --month 2020-01      QC report of a store (exit 1 if it fails)
 eofm describe out.zarr                variables, dims, units and provenance
+eofm verify [stores…]                 stores against their manifests' digests (exit 1 on any)
 eofm config-schema [--check]          regenerate the config schema and README key tables
 """
 
@@ -39,6 +40,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     describe = commands.add_parser("describe", help="summarise a store")
     describe.add_argument("store")
 
+    verify = commands.add_parser(
+        "verify", help="check stores against the sha256 digests in their manifests"
+    )
+    verify.add_argument("stores", nargs="*", help="stores to check (default: every manifest's)")
+    verify.add_argument(
+        "--manifest-dir",
+        default="resources/manifests",
+        help="where the manifests are (default: resources/manifests)",
+    )
+
     generate = commands.add_parser(
         "config-schema",
         help="write workflow/schemas/config.schema.yaml and config/README.md's key tables "
@@ -68,6 +79,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         path = ingest_sample_month(args.month, args.out, sample_grid(era5), args.seed)
         print(path)
         return 0
+    if args.command == "verify":
+        from eofm.data.manifest import verify_stores
+
+        rows = verify_stores(args.manifest_dir, args.stores)
+        for store, status, detail in rows:
+            print(f"{status:8} {store}  {detail}")
+        if not rows:
+            print(f"no manifest found under {args.manifest_dir}", file=sys.stderr)
+        return 0 if rows and all(status == "OK" for _, status, _ in rows) else 1
     if args.command == "qc":
         from eofm.data.qc import check_store
         from eofm.data.sample import month_times

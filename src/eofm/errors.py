@@ -50,6 +50,14 @@ class StoreContractError(EofmError, ValueError):
     """A dataset does not follow the gridded-store contract of DESIGN.md."""
 
 
+class EvaluationError(EofmError, ValueError):
+    """Scores would be wrong (non-finite truth or forecast); the message names what and how many."""
+
+
+class OutputError(EofmError, ValueError):
+    """An output cannot be written as it is (a NaN or infinity in a JSON file, …)."""
+
+
 class HubError(EofmError, OSError):
     """Model weights could not be obtained from the Hugging Face Hub or the local cache."""
 
@@ -62,9 +70,11 @@ __all__ = [
     "ConfigError",
     "CredentialsError",
     "EofmError",
+    "EvaluationError",
     "FetchError",
     "HubDownloadError",
     "HubError",
+    "OutputError",
     "QCError",
     "StoreContractError",
     "TileError",

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from eofm.errors import OutputError
 
 
 @contextmanager
@@ -40,10 +43,36 @@ def _current_umask() -> int:
 
 
 def write_json(obj: Any, path: str | os.PathLike[str]) -> Path:
-    """Write ``obj`` as indented JSON atomically and return the path."""
+    """Write ``obj`` as indented, strict JSON atomically and return the path.
+
+    A bare ``NaN`` or ``Infinity`` is not JSON: other tools reject the file, and a metric
+    that is NaN means something upstream went wrong. Such a value raises `OutputError`
+    naming the file and the key path; a value that is legitimately undefined must be
+    written as ``None`` (null) by its caller, with a reason next to it.
+    """
+    try:
+        text = json.dumps(obj, indent=2, sort_keys=False, default=_jsonable, allow_nan=False)
+    except ValueError as err:
+        where = ", ".join(_non_finite_paths(obj)) or "?"
+        raise OutputError(
+            f"{path}: cannot write {where}: NaN or infinity is not valid JSON "
+            f"(expected a finite number, or null with a reason)"
+        ) from err
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_jsonable) + "\n")
+        tmp.write_text(text + "\n")
     return Path(path)
+
+
+def _non_finite_paths(obj: Any, prefix: str = "$") -> list[str]:
+    """Key paths (``$.rmse_era5``, ``$.levels[2]``) holding NaN or infinity."""
+    obj = _jsonable(obj) if hasattr(obj, "tolist") else obj
+    if isinstance(obj, float):
+        return [] if math.isfinite(obj) else [prefix]
+    if isinstance(obj, dict):
+        return [p for k, v in obj.items() for p in _non_finite_paths(v, f"{prefix}.{k}")]
+    if isinstance(obj, list | tuple):
+        return [p for i, v in enumerate(obj) for p in _non_finite_paths(v, f"{prefix}[{i}]")]
+    return []
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

@@ -39,15 +39,49 @@ def job_log(path: str | os.PathLike[str], threads: int | None = None) -> Iterato
         try:
             with redirect_stdout(stream), redirect_stderr(stream):
                 yield logging.getLogger("eofm")
-        except BaseException:
+        except BaseException as err:
             stream.write(traceback.format_exc())
-            print(f"eofm: job failed, traceback in {log_path}", file=sys.stderr)
+            for line in cause_lines(err):
+                to_console(f"eofm: {line}")
+            to_console(f"eofm: job failed, traceback in {log_path}")
             raise
         finally:
             for console, old in zip(redirected, previous, strict=True):
                 console.setStream(old)
             root.removeHandler(handler)
             logging.captureWarnings(False)
+
+
+def to_console(message: str) -> None:
+    """Print ``message`` on the real console even inside `job_log`.
+
+    Inside a job ``sys.stderr`` is the log file, which nobody opens when the job
+    succeeds; warnings and failure causes must show where the run is watched.
+    """
+    print(message, file=sys.__stderr__ or sys.stderr, flush=True)
+
+
+def cause_lines(err: BaseException) -> list[str]:
+    """``Class: first line of the message`` for ``err``, and its root cause if that adds to it.
+
+    Snakemake shows only "see log"; the first line of an eofm error already names the
+    file, the variable and what was expected, so it is what the console needs.
+    """
+    lines = [_one_line(err)]
+    root, seen = err, {id(err)}
+    while (nxt := root.__cause__ or root.__context__) is not None and id(nxt) not in seen:
+        seen.add(id(nxt))
+        root = nxt
+    if root is not err:
+        first = _one_line(root)
+        if first.split(": ", 1)[-1] not in lines[0]:
+            lines.append(f"caused by {first}")
+    return lines
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
 
 
 def where_this_runs() -> str:

@@ -459,7 +459,7 @@ def _no_file(
 
 
 def drop_stale_backups(persistence: str | os.PathLike, stores: Iterable[str]) -> list[str]:
-    """Delete Snakemake's backups of ``stores`` that a killed run left behind.
+    """Delete Snakemake's backups of ``stores`` (and QC reports) that a killed run left behind.
 
     Fetch rules mark their stores ``update()``: Snakemake copies the old store to
     ``<persistence>/backups/<path>`` before the job and copies it back if the job fails.
@@ -474,6 +474,9 @@ def drop_stale_backups(persistence: str | os.PathLike, stores: Iterable[str]) ->
         backup = root / store
         if backup.is_dir():
             shutil.rmtree(backup)
+            dropped.append(store)
+        elif backup.is_file():  # a QC report, also update()
+            backup.unlink()
             dropped.append(store)
     if dropped:
         print(f"eofm: removed Snakemake's stale backups of {dropped}", file=sys.stderr)

@@ -698,3 +698,58 @@ def test_write_steps_blocks_give_the_same_store(tmp_path):
     assert stores["blocks"].sizes["time"] == month.sizes["time"] == 116
     for name in MONTH_VARS:
         np.testing.assert_array_equal(stores["blocks"][name].values, stores["whole"][name].values)
+
+
+def test_a_gridmet_file_is_named_with_what_it_holds(tmp_path):
+    """A file of another product: the message lists its variables with names and units."""
+    days = np.arange("2020-02-01", "2020-03-01", dtype="datetime64[D]").astype("datetime64[ns]")
+    lat, lon = np.linspace(90.0, -90.0, 5), np.arange(0.0, 360.0, 45.0)  # a global grid
+    gridmet = xr.Dataset(
+        {
+            "air_temperature": (
+                ("day", "lat", "lon"),
+                np.full((days.size, 5, 8), 280.0, np.float32),
+                {
+                    "long_name": "tmmx",
+                    "standard_name": "air_temperature",
+                    "description": "Daily Maximum Temperature (2m)",
+                    "units": "K",
+                },
+            )
+        },
+        coords={"day": days, "lat": lat, "lon": lon},
+    )
+    path = tmp_path / "tmmx_2020.nc"
+    gridmet.to_netcdf(path)
+    out = tmp_path / "m.zarr"
+    with pytest.raises(ValueError) as err:
+        fetch_era5_month("2020-02", out, _local(paths=[str(path)]), FAST)
+    message = str(err.value)
+    assert str(path) in message and "lack variable(s) ['2t', '10u'" in message
+    # the standard_name equal to the variable's name is not repeated
+    held = "air_temperature (long_name 'tmmx', description 'Daily Maximum Temperature (2m)', "
+    assert f"they have ['air_temperature'] (tmmx_2020.nc: {held}units 'K'))" in message
+    assert not out.exists()
+
+
+@pytest.mark.slow  # writes a whole month first (about a minute on a busy machine)
+def test_a_truncated_file_fails_with_one_console_line_and_the_store_stays(tmp_path, capfd):
+    from eofm.data.manifest import store_digest
+    from eofm.logs import job_log
+
+    paths = _write_month_files(tmp_path, "2020-02", LOCAL_CFG)
+    cfg = _local(paths=[str(p) for p in paths])
+    out = tmp_path / "m.zarr"
+    fetch_era5_month("2020-02", out, cfg, FAST)
+    before = store_digest(out)
+    victim = next(p for p in paths if "instant" in p.name)
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    log = tmp_path / "job.log"
+    capfd.readouterr()
+    with pytest.raises(ValueError), job_log(log):
+        fetch_era5_month("2020-02", out, cfg, FAST)
+    console = capfd.readouterr().err.strip().splitlines()
+    assert console[0].startswith(f"eofm: ValueError: {victim}: cannot open as ERA5 NetCDF/GRIB")
+    assert console[-1] == f"eofm: job failed, traceback in {log}"
+    assert "Traceback" in log.read_text()
+    assert store_digest(out) == before

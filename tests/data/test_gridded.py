@@ -221,3 +221,18 @@ def test_uneven_longitudes_fail_the_store_contract(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"'lon' must be evenly spaced.*between 0\.5 and 1"):
         write_store(ds, tmp_path / "gap.zarr")
     assert not (tmp_path / "gap.zarr").exists()
+
+
+def test_a_file_without_lat_names_its_coordinates_and_variables(tmp_path):
+    ds = xr.Dataset(
+        {"pr": (("y", "x"), np.zeros((3, 4)), {"long_name": "precipitation", "units": "mm"})},
+        coords={"y": np.arange(3.0), "x": np.arange(4.0)},
+    )
+    path = tmp_path / "projected.nc"
+    ds.to_netcdf(path)
+    with pytest.raises(ValueError) as err:
+        open_gridded(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: no lat coordinate; expected one of")
+    assert "the file has coordinates ['x', 'y'] and variables: pr (long_name" in message
+    assert "units 'mm')" in message and "pr (long_name 'precipitation'" in message

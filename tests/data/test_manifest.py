@@ -89,3 +89,40 @@ def test_coverage_goes_into_the_manifest_and_the_table(tmp_path):
     )
     assert table[str(tmp_path / "old.zarr")]["coverage"] == ""
     assert len(rows) == 2
+
+
+def test_verify_reports_ok_mismatch_and_missing_and_a_touch_is_no_mismatch(
+    tmp_path, monkeypatch, capsys
+):
+    from eofm.cli import main
+    from eofm.data.manifest import verify_stores
+    from eofm.data.store import SNAKEMAKE_MARKER
+
+    monkeypatch.chdir(tmp_path)  # manifests name stores relative to the workflow's folder
+    for month, value in (("2020-01", 1.0), ("2020-02", 2.0), ("2020-03", 3.0)):
+        _store(f"era5/{month}.zarr", value)
+        (tmp_path / f"era5/{month}.zarr" / SNAKEMAKE_MARKER).write_text("")
+        write_manifest(f"era5/{month}.zarr", f"manifests/era5/{month}.json", "era5", month)
+    (tmp_path / "era5/2020-01.zarr" / SNAKEMAKE_MARKER).write_text("touched later")
+    chunks = sorted(p for p in (tmp_path / "era5/2020-02.zarr/a").rglob("*") if p.is_file())
+    garbled = next(p for p in chunks if p.name != "zarr.json")
+    data = bytearray(garbled.read_bytes())
+    data[-1] ^= 0xFF
+    garbled.write_bytes(bytes(data))
+    import shutil
+
+    shutil.rmtree(tmp_path / "era5/2020-03.zarr")
+    rows = {store: status for store, status, _ in verify_stores("manifests")}
+    assert rows == {
+        "era5/2020-01.zarr": "OK",
+        "era5/2020-02.zarr": "MISMATCH",
+        "era5/2020-03.zarr": "MISSING",
+    }
+    assert main(["verify", "--manifest-dir", "manifests", "era5/2020-01.zarr"]) == 0
+    assert capsys.readouterr().out.startswith("OK       era5/2020-01.zarr")
+    assert main(["verify", "--manifest-dir", "manifests"]) == 1
+    out = capsys.readouterr().out
+    assert "MISMATCH era5/2020-02.zarr" in out and "manifests/era5/2020-02.json expects" in out
+    assert "MISSING  era5/2020-03.zarr  store not found" in out
+    assert main(["verify", "--manifest-dir", "manifests", "other.zarr"]) == 1
+    assert "no manifest under manifests names this store" in capsys.readouterr().out

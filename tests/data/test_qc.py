@@ -148,3 +148,37 @@ def test_require_passed_lists_every_failing_store(tmp_path: Path) -> None:
     assert f"{tmp_path / 'bad.zarr'}:" in message and "variable 'u' has units 'knots'" in message
     assert f"{tmp_path / 'gone.zarr'}:" in message
     assert f"{tmp_path / 'good.zarr'}:" not in message
+
+
+def test_a_deleted_chunk_fails_qc_naming_store_variable_and_chunk(tmp_path: Path) -> None:
+    path = write_store(_sample(), tmp_path / "a.zarr")
+    (path / "2t" / "c" / "3" / "0" / "0").unlink()
+    report = check_store(path, expected_times=TIMES)
+    assert not report["passed"]
+    assert any(
+        str(path) in p and "'2t'" in p and "1 of 4 chunk(s) absent (2t/c/3/0/0)" in p
+        for p in report["problems"]
+    ), report["problems"]
+    json.dumps(report, allow_nan=False)
+
+
+def test_a_garbled_chunk_fails_qc_per_chunk_instead_of_crashing(tmp_path: Path) -> None:
+    from eofm.data.ingest import qc_report
+    from eofm.data.manifest import store_digest
+
+    path = write_store(_sample(), tmp_path / "a.zarr")
+    chunk = path / "t" / "c" / "2" / "0" / "0" / "0"
+    chunk.write_bytes(b"\x00garbled" + chunk.read_bytes()[9:])
+    (path / "tp" / "c" / "1" / "0" / "0").write_bytes(b"")  # truncated to nothing
+    out = tmp_path / "qc.json"
+    before = store_digest(path)
+    report = qc_report(path, out, "2020-01", 6)
+    assert store_digest(path) == before  # QC only reads
+    assert not report["passed"]
+    assert report["variables"]["t"]["kind"] == "unreadable"
+    problems = "\n".join(report["problems"])
+    assert f"{path}: variable 't' chunk t/c/2/0/0/0 cannot be decoded" in problems
+    assert "'tp' chunk tp/c/1/0/0 cannot be decoded" in problems
+    assert "t/c/1/0/0/0" not in problems  # only the broken chunks are named
+    assert json.loads(out.read_text()) == report
+    assert report["variables"]["2t"]["kind"] == "surface"  # the other variables still checked

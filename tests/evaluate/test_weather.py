@@ -199,3 +199,48 @@ def test_finetuned_outputs_must_match_the_models_targets(inputs, tmp_path):
             metrics_paths=[tmp_path / "tp.json"],
             map_paths=[tmp_path / "tp.png", tmp_path / "swvl1.png"],
         )
+
+
+def test_non_finite_truth_is_refused_with_the_count_and_the_old_metrics_stay(inputs, tmp_path):
+    from eofm.data.store import write_store
+    from eofm.errors import EvaluationError
+
+    ds = open_store(inputs / "2020-01.zarr").load()
+    times = ds.time.sel(time=slice("2020-01-21", "2020-01-22")).values
+    truth = ds["tp"].sel(time=times)
+    prediction = (truth + 1e-4).rename("tp")
+    ds["tp"].loc[{"time": times[3]}] = np.nan  # a chunk read back as fill value
+    bad = tmp_path / "2020-01.zarr"
+    write_store(ds, bad)
+    metrics_path = tmp_path / "metrics.json"
+    write_json({"rmse_decoder": 1.0}, metrics_path)
+    before = metrics_path.read_bytes()
+    n = truth.size
+    n_bad = truth.sizes["lat"] * truth.sizes["lon"]
+    with pytest.raises(
+        EvaluationError, match=rf"tp truth in stores .*2020-01\.zarr.*{n_bad} of {n}"
+    ):
+        score_target(
+            prediction,
+            open_store(bad),
+            [bad],
+            inputs / "climatology.zarr",
+            6,
+            HEADER,
+            metrics_path,
+            tmp_path / "map.png",
+        )
+    assert metrics_path.read_bytes() == before
+    prediction[0, 0, 0] = np.inf
+    with pytest.raises(EvaluationError, match=rf"tp decoder forecast: 1 of {n} values"):
+        score_target(
+            prediction,
+            open_store(inputs / "2020-01.zarr"),
+            [inputs / "2020-01.zarr"],
+            inputs / "climatology.zarr",
+            6,
+            HEADER,
+            metrics_path,
+            tmp_path / "map.png",
+        )
+    assert metrics_path.read_bytes() == before

@@ -41,7 +41,9 @@ LOCAL = plan.LocalFiles(config)
 # a run killed mid-fetch leaves Snakemake's copy of an update() store, which would stop
 # the next run's backup of it; the stores never need it (eofm.data.store swaps atomically)
 onstart:
-    plan.drop_stale_backups(workflow.persistence.path, plan.store_paths(config, MONTHS))
+    plan.drop_stale_backups(
+        workflow.persistence.path, plan.store_paths(config, MONTHS) + store_qc_reports()
+    )
 
 
 def required_envvars():
@@ -89,6 +91,15 @@ def encode_inputs(wildcards):
 
 def store_qc_reports():
     return plan.store_qc_reports(ERA5, MONTHS.all)
+
+
+def store_qc(months):
+    """QC reports of the months' ERA5 stores and the static store: every reader gates on them."""
+    return plan.store_qc_reports(ERA5, months)
+
+
+def encode_store_qc(wildcards):
+    return store_qc(plan.with_previous_month(wildcards.month, MONTHS.all))
 
 
 def test_stores():

@@ -194,7 +194,8 @@ rule qc_store:
     input:
         store="resources/era5/{source}/{month}.zarr",
     output:
-        report="results/qc/era5/{source}/{month}.json",
+        # update(): a QC job that crashes leaves the previous report, not none
+        report=update("results/qc/era5/{source}/{month}.json"),
     params:
         step_hours=ERA5["step_hours"],
     log:
@@ -212,7 +213,7 @@ rule qc_static:
     input:
         store="resources/era5/{source}/static.zarr",
     output:
-        report="results/qc/era5/{source}/static.json",
+        report=update("results/qc/era5/{source}/static.json"),
     params:
         step_hours=ERA5["step_hours"],
     log:

@@ -7,6 +7,7 @@ rule evaluate_decoder:
         latents=expand(rules.encode_latents.output.latents, month=MONTHS.test, allow_missing=True),
         qc=expand(rules.check_latents.output.report, month=MONTHS.test, allow_missing=True),
         stores=test_stores(),
+        store_qc=store_qc(plan.evaluation_input_months(MONTHS)),
         climatology=rules.compute_stats.output.climatology,
         weights=rules.train_decoder.output.weights,
         config=rules.train_decoder.output.config,
@@ -40,6 +41,7 @@ rule evaluate_finetuned:
     input:
         unpack(backbone_weights),
         stores=test_stores(),
+        store_qc=store_qc(plan.evaluation_input_months(MONTHS)),
         static=ERA5_STATIC,
         climatology=rules.compute_stats.output.climatology,
         finetuned=rules.finetune_backbone.output.weights,

@@ -7,7 +7,7 @@ rule pretrain_backbone:
         stores=era5_stores(MONTHS.train),
         static=ERA5_STATIC,
         stats=rules.compute_stats.output.stats,
-        qc=store_qc_reports(),
+        store_qc=store_qc(MONTHS.train),
     output:
         weights="resources/weights/{backbone}/scratch/model.safetensors",
         config="resources/weights/{backbone}/scratch/config.json",
@@ -45,6 +45,7 @@ rule import_weights:
     converted into the project's safetensors + config pair."""
     input:
         static=ERA5_STATIC,
+        store_qc=store_qc([]),
         stats=rules.compute_stats.output.stats,
         local=lambda wildcards: (
             [backbone_spec(wildcards.backbone)["weights"]["path"]]
@@ -84,6 +85,7 @@ rule encode_latents:
         unpack(backbone_weights),
         stores=encode_inputs,
         static=ERA5_STATIC,
+        store_qc=encode_store_qc,
     output:
         latents=directory("resources/latents/{backbone}/{month}.zarr"),
     params:
@@ -113,6 +115,7 @@ rule check_latents:
         latents=rules.encode_latents.output.latents,
         stores=encode_inputs,
         static=ERA5_STATIC,
+        store_qc=encode_store_qc,
         backbone_config=lambda wildcards: backbone_weights(wildcards)["backbone_config"],
     output:
         report="results/qc/latents/{backbone}/{month}.json",
@@ -135,6 +138,7 @@ rule train_decoder:
         latents=expand(rules.encode_latents.output.latents, month=MONTHS.train, allow_missing=True),
         qc=expand(rules.check_latents.output.report, month=MONTHS.train, allow_missing=True),
         stores=era5_stores(MONTHS.train),
+        store_qc=store_qc(MONTHS.train),
         stats=rules.compute_stats.output.stats,
         climatology=rules.compute_stats.output.climatology,
         backbone_config=lambda wildcards: backbone_weights(wildcards)["backbone_config"],
@@ -169,6 +173,7 @@ rule finetune_backbone:
         unpack(backbone_weights),
         stores=era5_stores(MONTHS.train),
         static=ERA5_STATIC,
+        store_qc=store_qc(MONTHS.train),
         stats=rules.compute_stats.output.stats,
         climatology=rules.compute_stats.output.climatology,
     output:

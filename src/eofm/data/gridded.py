@@ -59,6 +59,26 @@ def open_gridded(path: str | os.PathLike) -> xr.Dataset:
     return out
 
 
+def describe_variables(ds: xr.Dataset, limit: int = 20) -> str:
+    """What a file holds, for messages about a variable it lacks.
+
+    ``air_temperature (long_name 'Maximum Near-Surface Air Temperature', units 'K')``:
+    enough to tell a gridMET or CMIP file from the ERA5 file that was expected.
+    """
+    parts = []
+    for name in list(ds.data_vars)[:limit]:
+        attrs = ds[name].attrs
+        described = ", ".join(
+            f"{key} {str(attrs[key])!r}"
+            for key in ("long_name", "standard_name", "description", "units")
+            if key in attrs and str(attrs[key]) != str(name)
+        )
+        parts.append(f"{name} ({described})" if described else str(name))
+    more = len(ds.data_vars) - limit
+    text = "; ".join(parts) + (f"; … {more} more" if more > 0 else "")
+    return text or "no data variables"
+
+
 def standardise_gridded(ds: xr.Dataset, where: str) -> xr.Dataset:
     """Rename coordinates, make longitudes contiguous (global grids rolled to [0, 360)),
     flip latitudes to descending and order dims (time, level, lat, lon); values and
@@ -68,7 +88,8 @@ def standardise_gridded(ds: xr.Dataset, where: str) -> xr.Dataset:
         if name not in ds.coords:
             raise ValueError(
                 f"{where}: no {name} coordinate; expected one of "
-                f"{_LAT_NAMES if name == 'lat' else _LON_NAMES}"
+                f"{_LAT_NAMES if name == 'lat' else _LON_NAMES}; the file has coordinates "
+                f"{sorted(map(str, ds.coords))} and variables: {describe_variables(ds)}"
             )
         if ds[name].dims != (name,):
             raise ValueError(

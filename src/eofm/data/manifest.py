@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import zarr
+from tqdm.auto import tqdm
 
 from eofm.data.fetch import redact
+from eofm.data.store import SNAKEMAKE_MARKER
 from eofm.io import atomic_path, read_json, write_json
 
 COLUMNS = (
@@ -39,11 +41,12 @@ def store_digest(store: str | os.PathLike[str]) -> tuple[str, int, int]:
     """sha256 over every file of a directory store (relative path + content), in order.
 
     The temporary siblings the writer uses never sit inside a finished store, so the
-    digest depends only on what was written.
+    digest depends only on what was written. Snakemake's ``.snakemake_timestamp`` marker
+    is left out: touching a store (``--touch``, a rerun's marker) changes no data.
     """
     root = Path(store)
     digest = hashlib.sha256()
-    files = sorted(p for p in root.rglob("*") if p.is_file())
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != SNAKEMAKE_MARKER)
     total = 0
     for path in files:
         rel = path.relative_to(root).as_posix()
@@ -123,4 +126,46 @@ def collect_manifests(
         writer = csv.DictWriter(stream, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
+    return rows
+
+
+def verify_stores(
+    manifest_dir: str | os.PathLike[str],
+    stores: Sequence[str | os.PathLike[str]] = (),
+) -> list[tuple[str, str, str]]:
+    """Recompute each store's digest and compare it with its manifest.
+
+    Returns ``(store, status, detail)`` rows, status OK, MISMATCH or MISSING; with
+    ``stores`` given only those are checked, and one without a manifest is MISSING too.
+    Relative store paths in manifests are relative to the workflow's directory (here).
+    """
+    manifests = sorted(Path(manifest_dir).rglob("*.json"))
+    by_store: dict[str, tuple[Path, dict[str, Any]]] = {}
+    for path in manifests:
+        m = read_json(path)
+        if isinstance(m, dict) and "store_sha256" in m and "store" in m:
+            by_store[os.path.normpath(m["store"])] = (path, m)
+    wanted = [os.path.normpath(s) for s in stores] or sorted(by_store)
+    rows = []
+    for store in tqdm(wanted, desc="verify", unit="store", disable=len(wanted) < 2):
+        if store not in by_store:
+            rows.append((store, "MISSING", f"no manifest under {manifest_dir} names this store"))
+            continue
+        manifest_path, m = by_store[store]
+        if not Path(store).is_dir():
+            rows.append((store, "MISSING", f"store not found (manifest {manifest_path})"))
+            continue
+        sha, n_files, n_bytes = store_digest(store)
+        if sha != m["store_sha256"]:
+            rows.append(
+                (
+                    store,
+                    "MISMATCH",
+                    f"sha256 {sha[:12]}… over {n_files} files, {n_bytes} bytes; manifest "
+                    f"{manifest_path} expects {m['store_sha256'][:12]}… over "
+                    f"{m.get('store_files', '?')} files, {m.get('store_bytes', '?')} bytes",
+                )
+            )
+        else:
+            rows.append((store, "OK", f"{n_files} files, {n_bytes} bytes"))
     return rows

@@ -10,6 +10,7 @@ stops the workflow with a readable report instead of a silently bad model.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -18,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
+import zarr
 
 from eofm.data.gridded import grid_extent
-from eofm.data.store import contract_problems, open_store
+from eofm.data.store import contract_problems, ignoring_snakemake_marker, open_store
 from eofm.data.variables import TARGETS, Kind, lookup
 from eofm.errors import QCError
 
@@ -56,16 +58,84 @@ def check_store(
         problems.append(str(err))
         return report
     with ds:
+        problems.extend(chunk_problems(store))
         problems.extend(contract_problems(ds, store))
         report["grid"], report["recorded_coverage"] = _grid_and_recorded(ds, store, problems)
         if expected_times is not None:
             report["coverage"] = _coverage(ds, store, expected_times, problems)
         for name in ds.data_vars:
-            report["variables"][name] = _check_variable(
-                ds[name], str(name), store, max_nan_fraction, problems
-            )
+            try:
+                report["variables"][name] = _check_variable(
+                    ds[name], str(name), store, max_nan_fraction, problems
+                )
+            except Exception as err:  # a garbled chunk: zstd/blosc/zarr errors name no chunk
+                report["variables"][name] = {"kind": "unreadable", "error": _first_line(err)}
+                problems.extend(
+                    unreadable_chunks(store, str(name))
+                    or [
+                        f"{store}: variable {name!r} cannot be read ({_first_line(err)}); "
+                        f"expected every chunk to decode"
+                    ]
+                )
     report["passed"] = not problems
     return report
+
+
+def chunk_problems(store: str) -> list[str]:
+    """Chunks that should exist per each array's shape but are absent.
+
+    Zarr reads an absent chunk as the fill value without complaint, so a deleted chunk
+    would pass as NaN (or as zeros for integer arrays) and shrink every later statistic.
+    """
+    problems: list[str] = []
+    try:
+        with ignoring_snakemake_marker():
+            arrays = list(zarr.open_group(store, mode="r").arrays())
+    except Exception as err:  # the store could not be opened: open_store reports it
+        return [f"{store}: cannot list the store's arrays ({_first_line(err)})"]
+    for name, array in arrays:
+        if array.size == 0:
+            continue
+        missing = [
+            key
+            for index in itertools.product(*(range(n) for n in array.cdata_shape))
+            if not (Path(store) / name / (key := array.metadata.encode_chunk_key(index))).exists()
+        ]
+        if missing:
+            shown = ", ".join(f"{name}/{k}" for k in missing[:5]) + (
+                " ..." if len(missing) > 5 else ""
+            )
+            problems.append(
+                f"{store}: variable {name!r} has {len(missing)} of {array.nchunks} chunk(s) "
+                f"absent ({shown}), read back as fill value {array.fill_value}; expected every "
+                f"chunk written (deleted or never written: rerun the fetch for this store)"
+            )
+    return problems
+
+
+def unreadable_chunks(store: str, name: str) -> list[str]:
+    """One problem per chunk of ``name`` that does not decode, naming its key."""
+    try:
+        array = zarr.open_array(Path(store) / name, mode="r")
+    except Exception as err:
+        return [f"{store}: variable {name!r} cannot be opened ({_first_line(err)})"]
+    problems = []
+    for index in itertools.product(*(range(n) for n in array.cdata_shape)):
+        try:
+            array.blocks[index]
+        except Exception as err:
+            key = array.metadata.encode_chunk_key(index)
+            problems.append(
+                f"{store}: variable {name!r} chunk {name}/{key} cannot be decoded "
+                f"({type(err).__name__}: {_first_line(err)}); expected a readable chunk "
+                f"(garbled or truncated: rerun the fetch for this store)"
+            )
+    return problems
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
 
 
 def require_passed(reports: Sequence[dict]) -> None:
@@ -78,6 +148,24 @@ def require_passed(reports: Sequence[dict]) -> None:
         lines.append(f"{r.get('store', '?')}:")
         lines.extend(f"  - {p}" for p in r.get("problems") or ["(no problem recorded)"])
     raise QCError("\n".join(lines))
+
+
+def require_store_qc(reports: Sequence[str | os.PathLike[str]]) -> None:
+    """Stop a job that reads stores unless every one of their QC reports passed.
+
+    Every rule that reads a gridded store takes its QC reports as inputs and calls this
+    first, so a month that failed QC stops training, encoding and evaluation alike, not
+    only the statistics.
+    """
+    loaded = []
+    for path in [reports] if isinstance(reports, str | os.PathLike) else reports:
+        try:
+            loaded.append(json.loads(Path(path).read_text()))
+        except FileNotFoundError:
+            raise QCError(f"{path}: QC report not found; expected one per store read") from None
+        except json.JSONDecodeError as err:
+            raise QCError(f"{path}: QC report is not valid JSON ({err})") from None
+    require_passed(loaded)
 
 
 def infer_kind(var: xr.DataArray) -> Kind:

@@ -10,6 +10,7 @@ import numpy as np
 import xarray as xr
 
 from eofm.data.store import open_store
+from eofm.errors import EvaluationError
 from eofm.evaluate.baselines import climatology_forecast, persistence_forecast
 from eofm.evaluate.metrics import lat_weighted_acc, lat_weighted_rmse
 from eofm.evaluate.plots import plot_maps
@@ -103,6 +104,21 @@ def evaluate_finetuned(
     ]
 
 
+def _require_finite(values: np.ndarray, what: str) -> None:
+    """Refuse to score when any value is NaN or infinite.
+
+    The metrics skip non-finite truth points, so a deleted or garbled chunk (read back
+    as fill value) would give an RMSE over fewer points under the full ``n_samples``.
+    """
+    n = int(np.size(values))
+    n_bad = n - int(np.isfinite(values).sum())
+    if n_bad:
+        raise EvaluationError(
+            f"{what}: {n_bad} of {n} values are NaN or infinite; expected every value "
+            f"finite (check the stores' QC and run `eofm verify`)"
+        )
+
+
 def score_target(
     prediction: xr.DataArray,
     ds: xr.Dataset,
@@ -125,6 +141,8 @@ def score_target(
         "climatology": climatology_forecast(climatology, times),
         "persistence": persistence_forecast(ds[target], times, step_hours),
     }
+    _require_finite(truth.values, f"{target} truth in stores {list(map(str, store_paths))}")
+    _require_finite(np.asarray(prediction.values), f"{target} {mode} forecast")
     clim_at_times = forecasts["climatology"].values
     metrics: dict[str, Any] = {
         "task": "weather",

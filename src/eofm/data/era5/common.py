@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from eofm.config import Era5Settings
 from eofm.data.gridded import (
     coverage_attr,
+    describe_variables,
     require_global,
     select_area,
     standardise_gridded,
@@ -392,7 +393,9 @@ def _variables_error(
     names: Sequence[str],
     hint: str,
 ) -> QCError:
-    have = sorted({str(v) for _, ds in datasets for v in ds.data_vars})
+    names_held = sorted({str(v) for _, ds in datasets for v in ds.data_vars})
+    described = " | ".join(f"{path.name}: {describe_variables(ds)}" for path, ds in datasets)
+    have = f"{names_held} ({described})"
     looked = {m: list(_ALIASES[m]) for m in missing}
     return QCError(
         f"{where}: the files {[str(f) for f in files]} lack variable(s) {missing} of the "

@@ -17,7 +17,13 @@ import xarray as xr
 
 from eofm.config import Merra2Settings
 from eofm.data.fetch import redact, sha256sum
-from eofm.data.gridded import contiguous_lon, coverage_attr, require_global, select_area
+from eofm.data.gridded import (
+    contiguous_lon,
+    coverage_attr,
+    describe_variables,
+    require_global,
+    select_area,
+)
 from eofm.errors import ConfigError, QCError
 
 SOURCE = "merra2"
@@ -223,7 +229,8 @@ def _subset(
     if missing:
         raise QCError(
             f"merra2: {path} ({coll.short_name}) lacks variable(s) {missing} of the configured "
-            f"{variables}; it has {sorted(map(str, ds.data_vars))}. Expected every variable "
+            f"{variables}; it has {sorted(map(str, ds.data_vars))} ({describe_variables(ds)}). "
+            f"Expected every variable "
             f"merra2.collections (or merra2.static) lists for {coll.short_name}"
         )
     for dim in ("lat", "lon"):

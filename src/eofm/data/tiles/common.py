@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -24,6 +23,7 @@ from tqdm.auto import tqdm
 from eofm.config import Area, TilesSettings
 from eofm.data.fetch import RetryPolicy
 from eofm.errors import ConfigError, EofmError, TileError
+from eofm.logs import to_console
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def warn_console(message: str) -> None:
     which nobody opens when the job succeeds; data left out must show where the run is watched.
     """
     log.warning("%s", message)
-    print(f"warning: {message}", file=sys.__stderr__ or sys.stderr, flush=True)
+    to_console(f"warning: {message}")
 
 
 # --------------------------------------------------------------------------- config, grid
