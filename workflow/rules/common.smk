@@ -122,13 +122,21 @@ def final_outputs():
     return plan.final_outputs(config, MONTHS)
 
 
+def benchmark_pattern(rule):
+    """The rule's ``benchmark:``, or for a cached rule (no benchmark allowed) its ``cost``
+    output, which eofm.cost writes in the same format; None when it has neither."""
+    if rule.benchmark:
+        return strip_wildcard_constraints(str(rule.benchmark))
+    if "cost" in rule.output.keys():
+        return strip_wildcard_constraints(str(rule.output.cost))
+    return None
+
+
 def benchmark_files(wildcards):
     """Every job's benchmark: file, from the rules' own patterns (an input function, so
     it runs once every rule is defined)."""
     patterns = {
-        r.name: strip_wildcard_constraints(str(r.benchmark))
-        for r in workflow.rules
-        if r.benchmark
+        r.name: benchmark_pattern(r) for r in workflow.rules if benchmark_pattern(r)
     }
     try:
         return plan.benchmark_files(
@@ -148,8 +156,7 @@ def mode_table_training(wildcards):
 
 def own_benchmark(rule_name, wildcards):
     """This job's ``benchmark:`` file (it holds the previous run's peak memory and time)."""
-    pattern = strip_wildcard_constraints(str(getattr(rules, rule_name).rule.benchmark))
-    return pattern.format(**wildcards)
+    return benchmark_pattern(getattr(rules, rule_name).rule).format(**wildcards)
 
 
 def job_memory_mb(rule_name, trains_weights=False):

@@ -7,15 +7,16 @@ rule generate_era5_sample:
     """Offline ERA5-like month from the deterministic generator (same schema as ERA5)."""
     output:
         store=update(directory("resources/era5/sample/{month}.zarr")),
+        cost="benchmarks/generate_era5_sample/{month}.tsv",
     params:
+        month="{month}",
         grid=ERA5["grid"],
         levels=ERA5["levels"],
         step_hours=ERA5["step_hours"],
         seed=ERA5["seed"],
     log:
         "logs/generate_era5_sample/{month}.log",
-    benchmark:
-        "benchmarks/generate_era5_sample/{month}.tsv"
+    cache: "omit-software"
     conda:
         "../../envs/data.yaml"
     script:
@@ -26,15 +27,16 @@ rule generate_era5_sample_static:
     """Invariant fields (lsm, z, slt) of the sample grid."""
     output:
         store=update(directory("resources/era5/sample/static.zarr")),
+        cost="benchmarks/generate_era5_sample_static/static.tsv",
     params:
+        month="",
         grid=ERA5["grid"],
         levels=ERA5["levels"],
         step_hours=ERA5["step_hours"],
         seed=ERA5["seed"],
     log:
         "logs/generate_era5_sample_static/static.log",
-    benchmark:
-        "benchmarks/generate_era5_sample_static/static.tsv"
+    cache: "omit-software"
     conda:
         "../../envs/data.yaml"
     script:
