@@ -89,7 +89,9 @@ def landsat():
         qa[: h // 3] = CLOUD
         qa[h // 3 : h // 2, w // 2 :] = SHADOW
         sr = {  # surface reflectance DN per band: 0.075 … 0.3 after scale and offset
-            band: np.where(dn > 0, 10000 + 2000 * k + 3 * np.arange(w)[None, :], 0).astype(np.uint16)
+            band: np.where(dn > 0, 10000 + 2000 * k + 3 * np.arange(w)[None, :], 0).astype(
+                np.uint16
+            )
             for k, band in enumerate(LANDSAT_SR_BANDS)
         }
         arrays = {"dn": dn, "qa": qa, **sr}

@@ -473,7 +473,11 @@ def tile_dataset(
         )
     ds = xr.Dataset(
         {
-            spec.variable: (("time", "band", "y", "x"), data[:, :n].astype(np.float32), dict(spec.attrs)),
+            spec.variable: (
+                ("time", "band", "y", "x"),
+                data[:, :n].astype(np.float32),
+                dict(spec.attrs),
+            ),
             **extra,
             "valid": (
                 ("time", "y", "x"),
