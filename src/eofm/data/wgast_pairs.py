@@ -251,10 +251,16 @@ def split_by_date(
     """(train, test, split day): train t2 < split day ≤ test t1; straddling pairs dropped."""
     if settings.test_from is not None:
         split_day = date.fromisoformat(settings.test_from)
-    else:
-        ordered = sorted(pairs, key=lambda p: (p.t1, p.t2))
-        n_test = max(1, round(len(ordered) * float(settings.test_fraction)))
-        split_day = ordered[max(len(ordered) - n_test, 0)].t1
+    else:  # the t1 whose split leaves a test share nearest test_fraction (then most pairs)
+        fraction = float(settings.test_fraction)
+        options = []
+        for day in sorted({p.t1 for p in pairs}):
+            n_train = sum(p.t2 < day for p in pairs)
+            n_test = sum(p.t1 >= day for p in pairs)
+            if n_train and n_test:
+                share = n_test / (n_train + n_test)
+                options.append((abs(share - fraction), -(n_train + n_test), day))
+        split_day = min(options)[2] if options else max(p.t1 for p in pairs)
     train = [p for p in pairs if p.t2 < split_day]
     test = [p for p in pairs if p.t1 >= split_day]
     dropped = [p for p in pairs if p not in train and p not in test]
