@@ -636,12 +636,12 @@ def wgast_areas(config: Section) -> list[str]:
     """The tiles areas WGAST runs on: ``wgast.areas`` or every area, when the tiles route
     produces all three sensors (else none: there is nothing to fuse)."""
     tiles = config["tiles"]
-    if tiles["source"] == "none" or not set(WGAST_SENSORS) <= set(tiles["sensors"]):
+    if tiles["source"] == "none" or not set(WGAST_SENSORS) <= set(tiles.get("sensors", [])):
         if config.get("wgast", {}).get("areas"):
             raise WorkflowConfigError(
                 f"wgast.areas {config['wgast']['areas']}: WGAST needs tiles.source other than "
                 f"'none' and tiles.sensors {list(WGAST_SENSORS)}; got source "
-                f"{tiles['source']!r}, sensors {tiles['sensors']}"
+                f"{tiles['source']!r}, sensors {tiles.get('sensors')}"
             )
         return []
     return list(config.get("wgast", {}).get("areas") or tiles["areas"])

@@ -150,7 +150,7 @@ def prepared(tmp_path_factory):
 
 
 def test_stores_follow_the_contract(prepared):
-    summary, paths, ds = prepared
+    summary, _paths, ds = prepared
     pairs, train, test = ds["pairs"], ds["train"], ds["test"]
     h, w = pairs.sizes["y"], pairs.sizes["x"]
     assert (
