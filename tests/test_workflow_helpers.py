@@ -20,6 +20,8 @@ def config(**sections: dict) -> dict:
     base.setdefault("credentials", "environment")
     base.setdefault("merra2", {"source": "none", "publication_lag_days": 45})
     base.setdefault("tiles", {"source": "none", "areas": {}, "sensors": ["modis"]})
+    base["tiles"].setdefault("sensors", ["modis", "landsat", "sentinel2"])
+    base.setdefault("wgast", {"areas": []})
     base.setdefault("firecube", {"source": "none"})
     base["era5"].setdefault("publication_lag_days", 6)
     for name, values in sections.items():
@@ -66,7 +68,7 @@ def test_workflow_months_split_train_and_test_and_fail_without_a_published_month
     assert months.train == ["2020-01", "2020-02"]
     assert months.test == ["2020-03"]
     assert months.all == ["2020-01", "2020-02", "2020-03"]
-    assert months.tiles == ["2020-01", "2020-02", "2020-03"]
+    assert months.tiles == ["2020-01", "2020-02", "2020-03", "2020-04"]  # tiles.start/stop
     assert plan.evaluation_input_months(months) == ["2020-02", "2020-03"]
     arco = config(era5={"source": "arco"})
     with pytest.raises(plan.WorkflowConfigError, match="publication_lag_days"):
@@ -458,3 +460,26 @@ def test_drop_stale_backups_removes_a_qc_reports_leftover_too(tmp_path):
     (backups / "results" / "other.json").write_text("{}")
     assert plan.drop_stale_backups(tmp_path / ".snakemake", [report]) == [report]
     assert not (backups / report).exists() and (backups / "results" / "other.json").exists()
+
+
+def test_sample_tiles_and_wgast_in_the_default_run():
+    cfg = config()
+    months = months_of(cfg)
+    outputs = plan.final_outputs(cfg, months)
+    assert [o for o in outputs if o.startswith("resources/wgast/")] == [
+        "resources/wgast/sample/demo/pairs.zarr",
+        "resources/wgast/sample/demo/train.zarr",
+        "resources/wgast/sample/demo/test.zarr",
+    ]
+    assert "resources/tiles/sample/demo/truth/2020-04.zarr" in outputs  # manifest, `data`
+    table = plan.jobs(cfg, months)
+    assert table["fetch_tiles"] == []
+    assert table["generate_tiles_sample"] == [{"area": "demo", "month": m} for m in months.tiles]
+    assert table["prepare_wgast"] == [{"source": "sample", "area": "demo"}]
+    stores = plan.wgast_tile_stores(cfg["tiles"], months, "demo")
+    assert stores["truth"][-1] == "resources/tiles/sample/demo/truth/2020-04.zarr"
+    # no landsat, no WGAST; asking for it anyway is an error naming what is missing
+    partial = config(tiles={"sensors": ["modis", "sentinel2"]})
+    assert plan.wgast_areas(partial) == []
+    with pytest.raises(plan.WorkflowConfigError, match=r"wgast.areas \['demo'\]: .*sensors"):
+        plan.wgast_areas(config(tiles={"sensors": ["modis"]}, wgast={"areas": ["demo"]}))

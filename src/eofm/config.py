@@ -700,6 +700,34 @@ class Sentinel2(Section):
     )
 
 
+@dataclass(kw_only=True)
+class TilesSample(Section):
+    """The `sample` route's generator (`eofm.data.tiles.sample`)."""
+
+    seed: int = setting(0, doc="same seed, same stores, bit for bit")
+    modis_resolution: float = setting(
+        300.0,
+        doc="MODIS pixel size in metres. MOD11A1 is ~1 km; the sample coarsens to 300 m by "
+        "default so that a small area has several MODIS pixels per side",
+        exclusiveMinimum=0,
+    )
+    modis_bias: float = setting(
+        -1.5, doc="MODIS minus the truth's block mean, in K (besides the noise)"
+    )
+    noise: float = setting(
+        0.5, doc="standard deviation of the MODIS and Landsat LST noise, in K", minimum=0
+    )
+    landsat_revisit_days: int = setting(16, doc="days between Landsat acquisitions", minimum=1)
+    sentinel2_revisit_days: int = setting(5, doc="days between Sentinel-2 acquisitions", minimum=1)
+    cloudy_fraction: float = setting(
+        0.3,
+        doc="probability that a sensor's acquisition is clouded at all (each sensor drawn "
+        "independently); a clouded one loses 5–100 % of its pixels",
+        minimum=0,
+        maximum=1,
+    )
+
+
 GDAL_DEFAULTS = {
     "GDAL_HTTP_MAX_RETRY": "3",
     "GDAL_HTTP_RETRY_DELAY": "1",
@@ -714,15 +742,17 @@ class TilesSettings(Section):
     Every sensor of an area is co-registered onto one grid; `none` leaves them out.
     """
 
-    source: Literal["none", "stac", "local"] = setting(
-        "none",
-        doc="`none` (left out), `stac` (search a STAC API, read the COGs), `local` "
-        "(GeoTIFF/JPEG2000 files, one per band)",
+    source: Literal["none", "sample", "stac", "local"] = setting(
+        "sample",
+        doc="`sample` (offline generator: the three sensors and a hidden 10 m truth, "
+        "`tiles.sample`), `stac` (search a STAC API, read the COGs), `local` "
+        "(GeoTIFF/JPEG2000 files, one per band), `none` (left out)",
     )
     sensors: list[Literal["modis", "landsat", "sentinel2"]] = setting(
         ["modis", "landsat", "sentinel2"],
         doc="MODIS MOD11A1 daytime LST (Terra only), Landsat Collection 2 Level-2 surface "
-        "temperature (`lwir11`), Sentinel-2 L2A reflectance",
+        "temperature (`lwir11`) and reflectance (`green`, `red`, `nir08`, `swir16`), "
+        "Sentinel-2 L2A reflectance",
         uniqueItems=True,
     )
     areas: dict[str, Area] = setting(
@@ -748,6 +778,7 @@ class TilesSettings(Section):
         "nearest",
         doc="rasterio resampling of the data bands onto the area grid (masks are always nearest)",
     )
+    sample: TilesSample = setting(TilesSample, doc="the `sample` route")
     stac: TilesStac = setting(TilesStac, doc="the `stac` route")
     local: TilesLocal = setting(TilesLocal, doc="the `local` route")
     sentinel2: Sentinel2 = setting(Sentinel2, doc="Sentinel-2 bands and mask")
@@ -757,6 +788,66 @@ class TilesSettings(Section):
         merge=True,
         doc="GDAL config options for the reads, merged over these defaults; values are strings",
     )
+
+
+# --------------------------------------------------------------------------- wgast
+
+
+@dataclass(kw_only=True)
+class WgastPrepare(Section):
+    """Triplet selection and patches (`eofm.data.wgast_pairs`)."""
+
+    min_valid: float = setting(
+        0.8,
+        doc="least fraction of observed (not cloud, not nodata) pixels of every image of a "
+        "pair: MODIS and Landsat at t1 and t2, Sentinel-2 near t1",
+        minimum=0,
+        maximum=1,
+    )
+    s2_tolerance_days: int = setting(
+        5,
+        doc="Sentinel-2 may be this many days from t1 (the nearest valid one is taken)",
+        minimum=0,
+    )
+    max_gap_days: int = setting(
+        48, doc="automatic pairs: t2 − t1 at most this many days", minimum=1
+    )
+    pairs: list[str] = setting(
+        [],
+        doc="explicit pairs `t1/t2` (`YYYY-MM-DD/YYYY-MM-DD`) instead of every valid pair "
+        "within `max_gap_days`; a listed pair that fails `min_valid` is dropped with a warning",
+        items={"pattern": r"^\d{4}-\d{2}-\d{2}/\d{4}-\d{2}-\d{2}$"},
+    )
+    max_pairs: int | None = setting(
+        None, doc="keep at most this many pairs (the best-covered ones)", minimum=1
+    )
+    test_from: str | None = setting(
+        None,
+        date=True,
+        doc="test pairs have t1 on or after this day, training pairs t2 before it; `null` "
+        "splits by `test_fraction`",
+    )
+    test_fraction: float = setting(
+        0.3,
+        doc="without `test_from`: about this fraction of the pairs (the latest) are tested",
+        exclusiveMinimum=0,
+        exclusiveMaximum=1,
+    )
+    patch: int = setting(32, doc="patch side on the 30 m grid (×3 at 10 m)", minimum=4)
+    stride: int = setting(8, doc="patch stride on the 30 m grid", minimum=1)
+    chunk: int = setting(64, doc="patches per Zarr chunk of train.zarr / test.zarr", minimum=1)
+
+
+@dataclass(kw_only=True)
+class WgastSettings(Section):
+    """WGAST daily 10 m LST fusion of MODIS, Landsat 8 and Sentinel-2."""
+
+    areas: list[str] = setting(
+        [],
+        doc="tiles areas WGAST runs on; empty: every area of `tiles.areas` (when `tiles` has "
+        "all three sensors)",
+    )
+    prepare: WgastPrepare = setting(WgastPrepare, doc="pairs and patches")
 
 
 # --------------------------------------------------------------------------- firecube
@@ -844,6 +935,7 @@ class Settings(Section):
     weather: WeatherSettings = setting(WeatherSettings, doc="backbones and decoders")
     merra2: Merra2Settings = setting(Merra2Settings, doc=Merra2Settings.__doc__.strip())
     tiles: TilesSettings = setting(TilesSettings, doc="satellite tiles per area")
+    wgast: WgastSettings = setting(WgastSettings, doc=WgastSettings.__doc__.strip())
     firecube: FirecubeSettings = setting(FirecubeSettings, doc="the FireCube datacube")
     fetch: FetchSettings = setting(FetchSettings, doc=FetchSettings.__doc__.strip())
     credentials: Literal["files", "environment"] = setting(
@@ -1194,6 +1286,21 @@ def _check_values(config: Mapping[str, Any]) -> None:
         stop = (("tiles", "stop"), tiles["stop"]) if "stop" in tiles else test_stop
         _span(start, stop)
     _span(*_ends(config, "firecube"))
+    wgast = config["wgast"]
+    prepare = wgast["prepare"]
+    if prepare.get("test_from") is not None:
+        _date(prepare["test_from"], ("wgast", "prepare", "test_from"))
+    for n, pair in enumerate(prepare["pairs"]):
+        first, _, last = pair.partition("/")
+        where = ("wgast", "prepare", "pairs", str(n))
+        t1, t2 = _date(first, where), _date(last, where)
+        if t1 >= t2:
+            raise ConfigError(f"{_where(where)}: {pair!r} has t1 >= t2; expected t1 before t2")
+    unknown = [a for a in wgast["areas"] if a not in tiles["areas"]]
+    if unknown:
+        raise ConfigError(
+            f"['wgast']['areas']: {unknown} not in ['tiles']['areas'] {sorted(tiles['areas'])}"
+        )
     _date(config["era5"]["cds"]["static_date"], ("era5", "cds", "static_date"))
 
 

@@ -42,6 +42,10 @@ class TileError(EofmError, ValueError):
 TilesError = TileError
 
 
+class PairSelectionError(EofmError, ValueError):
+    """No usable WGAST (t1, t2) pair, or no split: names area, thresholds, best candidates."""
+
+
 class QCError(EofmError, ValueError):
     """At least one store failed quality control."""
 

@@ -182,6 +182,15 @@ def tiles_content(tiles: Section, area: str) -> dict[str, Any]:
     }
 
 
+def tiles_sample_content(tiles: Section, area: str) -> dict[str, Any]:
+    """The settings that shape an area's sample stores (the generator rule's params)."""
+    return {
+        "area": tiles["areas"][area],
+        "sample": tiles.get("sample", {}),
+        "sentinel2_bands": tiles.get("sentinel2", {}).get("bands"),
+    }
+
+
 # --------------------------------------------------------------------------- local files
 
 #: how far before a month's first step a reader reaches: ERA5's first 6 h sums start 5 h
@@ -573,10 +582,11 @@ def data_stores(config: Section, months: Months) -> list[tuple[str, str, str]]:
             stores.append(("merra2", f"{prefix}/static.zarr", "static"))
     if tiles["source"] != "none":
         prefix = f"resources/tiles/{tiles['source']}"
+        sensors = [*tiles["sensors"], *(["truth"] if tiles["source"] == "sample" else [])]
         stores += [
             ("tiles", f"{prefix}/{area}/{sensor}/{m}.zarr", m)
             for area in tiles["areas"]
-            for sensor in tiles["sensors"]
+            for sensor in sensors
             for m in months.tiles
         ]
     if firecube["source"] != "none":
@@ -620,6 +630,44 @@ def data_outputs(config: Section, months: Months) -> list[str]:
     ]
 
 
+# --------------------------------------------------------------------------- wgast
+
+WGAST_SENSORS = ("modis", "landsat", "sentinel2")
+
+
+def wgast_areas(config: Section) -> list[str]:
+    """The tiles areas WGAST runs on: ``wgast.areas`` or every area, when the tiles route
+    produces all three sensors (else none: there is nothing to fuse)."""
+    tiles = config["tiles"]
+    if tiles["source"] == "none" or not set(WGAST_SENSORS) <= set(tiles.get("sensors", [])):
+        if config.get("wgast", {}).get("areas"):
+            raise WorkflowConfigError(
+                f"wgast.areas {config['wgast']['areas']}: WGAST needs tiles.source other than "
+                f"'none' and tiles.sensors {list(WGAST_SENSORS)}; got source "
+                f"{tiles['source']!r}, sensors {tiles.get('sensors')}"
+            )
+        return []
+    return list(config.get("wgast", {}).get("areas") or tiles["areas"])
+
+
+def wgast_dir(tiles: Section, area: str) -> str:
+    """Where `prepare_wgast` writes an area's pairs and patches."""
+    return f"resources/wgast/{tiles['source']}/{area}"
+
+
+def wgast_prepared(tiles: Section, area: str) -> dict[str, str]:
+    """The stores `prepare_wgast` writes for ``area``: pairs, train and test."""
+    folder = wgast_dir(tiles, area)
+    return {name: f"{folder}/{name}.zarr" for name in ("pairs", "train", "test")}
+
+
+def wgast_tile_stores(tiles: Section, months: Months, area: str) -> dict[str, list[str]]:
+    """The tile stores `prepare_wgast` reads, per sensor (``truth`` on the sample route)."""
+    prefix = f"resources/tiles/{tiles['source']}/{area}"
+    sensors = [*WGAST_SENSORS, *(["truth"] if tiles["source"] == "sample" else [])]
+    return {s: [f"{prefix}/{s}/{m}.zarr" for m in months.tiles] for s in sensors}
+
+
 def final_outputs(config: Section, months: Months) -> list[str]:
     """What `snakemake` (rule all) builds."""
     weather = config["weather"]
@@ -631,6 +679,8 @@ def final_outputs(config: Section, months: Months) -> list[str]:
         "results/figures/benchmarks.png",
         *data_outputs(config, months),
     ]
+    for area in wgast_areas(config):
+        outputs += list(wgast_prepared(config["tiles"], area).values())
     for backbone in backbones(weather):
         outputs += [
             f"results/tables/weather-modes-{backbone}.csv",
@@ -669,6 +719,10 @@ def jobs(config: Section, months: Months) -> dict[str, list[Wildcards]]:
         "fetch_merra2": [],
         "fetch_merra2_static": [],
         "fetch_tiles": [],
+        "generate_tiles_sample": [],
+        "prepare_wgast": [
+            {"source": config["tiles"]["source"], "area": a} for a in wgast_areas(config)
+        ],
         "fetch_firecube": [],
         "manifest_table": [{}],
         "write_manifest": [],
@@ -685,9 +739,14 @@ def jobs(config: Section, months: Months) -> dict[str, list[Wildcards]]:
             )
         elif dataset == "tiles":
             area, sensor, month = rest.split("/")
-            table["fetch_tiles"].append(
-                {"source": source, "area": area, "sensor": sensor, "month": month}
-            )
+            if source == "sample":
+                job = {"area": area, "month": month}
+                if job not in table["generate_tiles_sample"]:
+                    table["generate_tiles_sample"].append(job)
+            else:
+                table["fetch_tiles"].append(
+                    {"source": source, "area": area, "sensor": sensor, "month": month}
+                )
         elif dataset == "firecube":
             table["fetch_firecube"].append({"source": source})
     names = list(backbones(weather))

@@ -20,7 +20,14 @@ from rasterio.warp import reproject, transform_bounds
 from eofm.config import Area, TilesSettings
 from eofm.data.fetch import FetchError, RetryPolicy, sha256sum
 from eofm.data.manifest import store_digest, store_manifest
-from eofm.data.tiles import TileError, area_grid, asset_key, fetch_tiles_month, s2_offset
+from eofm.data.tiles import (
+    LANDSAT_SR_BANDS,
+    TileError,
+    area_grid,
+    asset_key,
+    fetch_tiles_month,
+    s2_offset,
+)
 from eofm.logs import job_log
 from tests.fakes.http_server import FakeServer
 from tests.fakes.realdata import real_file
@@ -81,7 +88,13 @@ def landsat():
         qa = np.full(shape, CLEAR, np.uint16)
         qa[: h // 3] = CLOUD
         qa[h // 3 : h // 2, w // 2 :] = SHADOW
-        arrays = {"dn": dn, "qa": qa}
+        sr = {  # surface reflectance DN per band: 0.075 … 0.3 after scale and offset
+            band: np.where(dn > 0, 10000 + 2000 * k + 3 * np.arange(w)[None, :], 0).astype(
+                np.uint16
+            )
+            for k, band in enumerate(LANDSAT_SR_BANDS)
+        }
+        arrays = {"dn": dn, "qa": qa, **sr}
         for n, (item_id, when, cloud) in enumerate(
             [
                 ("LC08_L2SP_196029_20230605_02_T1", "2023-06-05T10:30:00Z", 10.0),
@@ -99,6 +112,10 @@ def landsat():
                     transform,
                 ),
                 "qa_pixel": stac.add_cog(f"ls/{item_id}_QA_PIXEL.TIF", qa, UTM, transform),
+                **{
+                    band: stac.add_cog(f"ls/{item_id}_SR_B{3 + k}.TIF", sr[band], UTM, transform)
+                    for k, band in enumerate(LANDSAT_SR_BANDS)
+                },
             }
             stac.add_item(
                 "landsat-c2-l2",
@@ -135,6 +152,9 @@ def test_landsat_stac_signed_masked_and_georeferenced(landsat, tmp_path, caplog)
     assert ds.attrs["items"] == 2 and ds.attrs["source_version"] == "landsat-c2-l2"
     assert ds["lst"].dims == ("time", "band", "y", "x")
     assert list(ds["band"].values) == ["lwir11"]
+    assert ds["reflectance"].dims == ("time", "sr_band", "y", "x")
+    assert list(ds["sr_band"].values) == ["green", "red", "nir08", "swir16"]
+    assert ds["reflectance"].attrs["units"] == "1" and ds.attrs["native_resolution_m"] == 30
     assert ds["lst"].dtype == np.float32 and ds["lst"].attrs["units"] == "K"
     assert ds["valid"].dtype == np.uint8
     assert str(ds.time.values[0])[:10] == "2023-06-05"
@@ -153,6 +173,12 @@ def test_landsat_stac_signed_masked_and_georeferenced(landsat, tmp_path, caplog)
         assert np.isnan(lst[~clear]).all()
         expected = (dn[clear].astype(np.float64) + shift) * 0.00341802 + 149.0
         np.testing.assert_allclose(lst[clear], expected, rtol=1e-6)
+        # surface reflectance beside ST: DN × 0.0000275 − 0.2 under the same QA mask
+        for band in LANDSAT_SR_BANDS:
+            refl = ds["reflectance"].sel(sr_band=band).isel(time=t).values
+            assert np.isnan(refl[~clear]).all()
+            sr_dn = _sample(arrays[band], transform)[clear].astype(np.float64)
+            np.testing.assert_allclose(refl[clear], sr_dn * 0.0000275 - 0.2, rtol=1e-5)
     # signing happens at read time; nothing signed reaches the store, the logs or the search
     asset_requests = [r for r in server.requests if r.path.startswith("/data/")]
     assert asset_requests and all(SECRET in r.query["sig"][0] for r in asset_requests)
@@ -443,9 +469,10 @@ def _warp(path: Path, grid) -> np.ndarray:
 def test_local_landsat_geotiff_reprojected(tmp_path, caplog):
     real = real_file("landsat7-rgb/RGB.byte.tif")
     # the real file carries no date or band name: link it under a Landsat product name
-    link = tmp_path / "in" / "LE07_L2SP_013042_20230615_20230701_02_T1_ST_B10.TIF"
-    link.parent.mkdir()
-    link.symlink_to(real)
+    (tmp_path / "in").mkdir()
+    for band in ("ST_B10", "SR_B3", "SR_B4", "SR_B5", "SR_B6"):
+        link = tmp_path / "in" / f"LC08_L2SP_013042_20230615_20230701_02_T1_{band}.TIF"
+        link.symlink_to(real)
     area = {"bbox": [-77.6, 24.4, -77.3, 24.7], "crs": "EPSG:32617", "resolution": 300}
     cfg = TilesSettings.from_dict(
         {
@@ -553,6 +580,10 @@ C2_L2_MTL_JSON = {
 }
 
 
+#: the files of an L2SP product the landsat store reads (USGS band suffixes)
+L2SP_FILES = ("SR_B3", "SR_B4", "SR_B5", "SR_B6", "ST_B10", "QA_PIXEL")
+
+
 def _landsat_files(folder: Path, product: str, bands: tuple[str, ...]) -> None:
     """One GeoTIFF per band, named ``<product>_<band>.TIF`` as USGS delivers them."""
     transform, shape = _source_grid(30.0)
@@ -624,7 +655,7 @@ def test_local_landsat_bare_b10_without_product_or_mtl_is_refused(tmp_path):
 
 def test_local_landsat_name_and_mtl_must_agree(tmp_path):
     product = "LC08_L2SP_196029_20230605_20230613_02_T1"
-    _landsat_files(tmp_path / "in", product, ("ST_B10", "QA_PIXEL"))
+    _landsat_files(tmp_path / "in", product, L2SP_FILES)
     (tmp_path / "in" / f"{product}_MTL.txt").write_text(C1_MTL)
     with pytest.raises(TileError, match=r"name says L2SP Collection 02 but .*MTL\.txt says L1TP"):
         fetch_tiles_month(
@@ -634,7 +665,7 @@ def test_local_landsat_name_and_mtl_must_agree(tmp_path):
 
 def test_local_landsat_level2_with_its_mtl_json_is_stored_as_surface_temperature(tmp_path):
     product = "LC08_L2SP_196029_20230605_20230613_02_T1"
-    _landsat_files(tmp_path / "in", product, ("ST_B10", "QA_PIXEL"))
+    _landsat_files(tmp_path / "in", product, L2SP_FILES)
     (tmp_path / "in" / f"{product}_MTL.json").write_text(json.dumps(C2_L2_MTL_JSON))
     out = fetch_tiles_month(
         "a", "landsat", "2023-06", tmp_path / "l.zarr", _local_landsat(tmp_path / "in"), POLICY
@@ -644,6 +675,20 @@ def test_local_landsat_level2_with_its_mtl_json_is_stored_as_surface_temperature
     lst = ds["lst"].isel(time=0, band=0).values[ds["valid"].isel(time=0).values == 1]
     assert lst.size > 0
     np.testing.assert_allclose(lst, 20000 * 0.00341802 + 149.0, rtol=1e-6)
+    # the SR bands of the same product: DN × 0.0000275 − 0.2, same mask
+    assert list(ds["sr_band"].values) == list(LANDSAT_SR_BANDS)
+    refl = ds["reflectance"].isel(time=0).values[:, ds["valid"].isel(time=0).values == 1]
+    np.testing.assert_allclose(refl, 20000 * 0.0000275 - 0.2, rtol=1e-5)
+
+
+def test_local_landsat_scene_without_its_sr_band_names_it(tmp_path):
+    product = "LC08_L2SP_196029_20230605_20230613_02_T1"
+    _landsat_files(tmp_path / "in", product, tuple(b for b in L2SP_FILES if b != "SR_B5"))
+    with pytest.raises(TileError, match=r"has no file for band\(s\) \['nir08'\]"):
+        fetch_tiles_month(
+            "a", "landsat", "2023-06", tmp_path / "l.zarr", _local_landsat(tmp_path / "in"), POLICY
+        )
+    assert not (tmp_path / "l.zarr").exists()
 
 
 # ------------------------------------------------------- nothing left out silently
@@ -651,7 +696,7 @@ def test_local_landsat_level2_with_its_mtl_json_is_stored_as_surface_temperature
 
 def test_local_month_without_files_fails_and_keeps_the_store_already_there(tmp_path):
     product = "LC08_L2SP_196029_20230605_20230613_02_T1"
-    _landsat_files(tmp_path / "in", product, ("ST_B10", "QA_PIXEL"))
+    _landsat_files(tmp_path / "in", product, L2SP_FILES)
     out = tmp_path / "l.zarr"
     fetch_tiles_month("a", "landsat", "2023-06", out, _local_landsat(tmp_path / "in"), POLICY)
     before = store_digest(out)
@@ -669,7 +714,7 @@ def test_local_month_without_files_fails_and_keeps_the_store_already_there(tmp_p
             POLICY,
         )
     assert "no usable landsat file of 2023-07" in str(error.value)
-    assert "2 of other months" in str(error.value)
+    assert "6 of other months" in str(error.value)
     assert not (tmp_path / "july.zarr").exists()
     assert store_digest(out) == before
 
@@ -678,7 +723,7 @@ def _unusable(folder: Path) -> list[str]:
     """Files a glob over a USGS download folder picks up besides the ST and QA bands."""
     transform, shape = _source_grid(30.0)
     product = "LC08_L2SP_196029_20230605_20230613_02_T1"
-    names = [f"{product}_SR_B4.TIF", "mosaic_ST_B10.TIF", f"{product}_thumb_small.jpeg"]
+    names = [f"{product}_SR_B1.TIF", "mosaic_ST_B10.TIF", f"{product}_thumb_small.jpeg"]
     for name in names:
         (folder / name).write_bytes(cog_bytes(np.full(shape, 9, np.uint16), UTM, transform))
     return names
@@ -687,7 +732,7 @@ def _unusable(folder: Path) -> list[str]:
 def test_local_unusable_files_are_listed_on_the_console(tmp_path, capfd):
     product = "LC08_L2SP_196029_20230605_20230613_02_T1"
     folder = tmp_path / "in"
-    _landsat_files(folder, product, ("ST_B10", "QA_PIXEL"))
+    _landsat_files(folder, product, L2SP_FILES)
     (folder / f"{product}_MTL.txt").write_text(C2_L2_MTL)  # read, so not "ignored"
     names = _unusable(folder)
     cfg = TilesSettings.from_dict(
@@ -697,12 +742,12 @@ def test_local_unusable_files_are_listed_on_the_console(tmp_path, capfd):
     with job_log(log):  # a Snakemake job: stderr and logging go to the job's log
         fetch_tiles_month("a", "landsat", "2023-06", tmp_path / "l.zarr", cfg, POLICY)
     console = capfd.readouterr().err
-    assert "ignoring 3 of the 6 file(s) matched by tiles.local.paths.landsat" in console
+    assert "ignoring 3 of the 10 file(s) matched by tiles.local.paths.landsat" in console
     assert all(name in console for name in names) and "_MTL.txt" not in console
     assert "no landsat band" in console and "no date" in console and "neither GeoTIFF" in console
     assert "ignoring 3" in log.read_text()
     # the same files with nothing usable among them: an error, before anything is written
-    for suffix in ("ST_B10.TIF", "QA_PIXEL.TIF", "MTL.txt"):
+    for suffix in (*(f"{band}.TIF" for band in L2SP_FILES), "MTL.txt"):
         (folder / f"{product}_{suffix}").unlink()
     with pytest.raises(TileError, match=r"no usable landsat file of 2023-06 .*3 ignored"):
         fetch_tiles_month("a", "landsat", "2023-06", tmp_path / "none.zarr", cfg, POLICY)
@@ -730,14 +775,14 @@ END
 def test_local_landsat_time_from_mtl_and_inputs_in_the_manifest(tmp_path):
     product = "LC08_L2SP_196029_20230605_20230613_02_T1"
     folder = tmp_path / "in"
-    _landsat_files(folder, product, ("ST_B10", "QA_PIXEL"))
+    _landsat_files(folder, product, L2SP_FILES)
     (folder / f"{product}_MTL.txt").write_text(C2_L2_MTL)
     out = fetch_tiles_month(
         "a", "landsat", "2023-06", tmp_path / "l.zarr", _local_landsat(folder), POLICY
     )
     ds = xr.open_zarr(out, consolidated=False)
     assert str(ds.time.values[0]) == "2023-06-05T10:29:45.123456000"
-    files = [folder / f"{product}_{s}" for s in ("ST_B10.TIF", "QA_PIXEL.TIF", "MTL.txt")]
+    files = [folder / f"{product}_{s}" for s in (*(f"{b}.TIF" for b in L2SP_FILES), "MTL.txt")]
     expected = {p.name: sha256sum(p) for p in files}
     assert json.loads(ds.attrs["input_checksums"]) == expected
     assert store_manifest(out, "tiles", "2023-06")["inputs"] == expected

@@ -20,6 +20,7 @@ ERA5 = config["era5"]
 MERRA2 = config["merra2"]
 TILES = config["tiles"]
 FIRECUBE = config["firecube"]
+WGAST = config["wgast"]
 WEATHER = config["weather"]
 PERIOD = config["period"]
 BACKBONES = plan.backbones(WEATHER)
@@ -28,6 +29,7 @@ TARGETS = WEATHER["targets"]
 
 try:
     MONTHS = plan.workflow_months(PERIOD, ERA5, MERRA2, TILES)
+    WGAST_AREAS = plan.wgast_areas(config)
 except plan.WorkflowConfigError as err:
     raise WorkflowError(str(err)) from None
 
@@ -79,6 +81,19 @@ def tiles_month_files(wildcards):
 
 def tiles_content(wildcards):
     return plan.tiles_content(TILES, wildcards.area)
+
+
+def tiles_sample_content(wildcards):
+    return plan.tiles_sample_content(TILES, wildcards.area)
+
+
+def wgast_tile_stores(sensor):
+    """Input function: the area's stores of ``sensor`` over the tiles months."""
+
+    def stores(wildcards):
+        return plan.wgast_tile_stores(TILES, MONTHS, wildcards.area).get(sensor, [])
+
+    return stores
 
 
 def era5_stores(months):

@@ -119,12 +119,34 @@ rule fetch_merra2_static:
         "../../scripts/fetch_merra2.py"
 
 
+rule generate_tiles_sample:
+    """Offline tiles of one area and month: MODIS, Landsat, Sentinel-2 observing a hidden
+    10 m truth (same schema as the stac/local routes), and the truth for evaluation."""
+    output:
+        modis=update(directory("resources/tiles/sample/{area}/modis/{month}.zarr")),
+        landsat=update(directory("resources/tiles/sample/{area}/landsat/{month}.zarr")),
+        sentinel2=update(directory("resources/tiles/sample/{area}/sentinel2/{month}.zarr")),
+        truth=update(directory("resources/tiles/sample/{area}/truth/{month}.zarr")),
+    params:
+        tiles=tiles_sample_content,
+    log:
+        "logs/generate_tiles_sample/{area}/{month}.log",
+    benchmark:
+        "benchmarks/generate_tiles_sample/{area}/{month}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../../scripts/generate_tiles_sample.py"
+
+
 rule fetch_tiles:
     """One month of one sensor's scenes over one area, on the area's shared grid."""
     input:
         local=tiles_month_files,
     output:
         store=update(directory("resources/tiles/{source}/{area}/{sensor}/{month}.zarr")),
+    wildcard_constraints:
+        source="stac|local",
     params:
         tiles=tiles_content,
     log:

@@ -214,6 +214,22 @@ def store_writer(
         raise
 
 
+@contextmanager
+def atomic_store(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling directory of ``path`` to build a store in (by any writer);
+    it replaces ``path`` only when the block ends without error, else it is removed."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_siblings(target)
+    tmp = _sibling(target, "tmp")
+    try:
+        yield tmp
+        _swap_into_place(tmp, target)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
 def append_store(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     """Append ``ds`` along time to the store at ``path`` atomically (copy, append, swap)."""
     target = Path(path)

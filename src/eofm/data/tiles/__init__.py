@@ -8,13 +8,16 @@ One store per (area, sensor, month), written atomically by `eofm.data.store.writ
 
 * data variable ``lst`` (MODIS, Landsat; K, float32) or ``reflectance`` (Sentinel-2; 1),
   dims ``(time, band, y, x)`` with a ``band`` coordinate of the source band names;
+* Landsat also ``reflectance`` (1, float32), dims ``(time, sr_band, y, x)``, ``sr_band`` =
+  ``green, red, nir08, swir16`` (the STAC asset names; USGS ``SR_B3`` … ``SR_B6``): the
+  surface-reflectance bands WGAST's NDVI/NDWI/NDBI need, masked by the same QA as ``lst``;
 * ``valid`` (uint8, dims ``(time, y, x)``): 1 where the pixel is clear and has data in
   every band, 0 where it is cloud, shadow, bad QA or nodata; data are NaN where 0;
 * ``spatial_ref`` coordinate (``crs_wkt``, ``GeoTransform``) and ``grid_mapping`` on the
   variables, the rioxarray/CF way, so ``ds.rio.crs`` and ``ds.rio.transform()`` work;
 * dataset attrs ``source``, ``source_url`` (redacted), ``source_version`` (collection id),
   ``stac_items`` (JSON list of unsigned item ids), ``items`` (their count), ``area``,
-  ``sensor``, ``month``.
+  ``sensor``, ``month``, ``native_resolution_m`` (the product's nominal pixel size).
 
 Scenes of one solar day (UTC time shifted by the area centre's longitude / 15 h) are
 mosaicked into one time step: scenes with less cloud go first and later scenes only fill
@@ -26,7 +29,8 @@ Physical conversion (data-sources.md §3):
 
 * MODIS MOD11A1 ``LST_Day_1km``: DN × 0.02 K, valid 7500–65535, fill 0; ``QC_Day`` bits
   0–1 must be 00. The PC collection holds Terra (MOD) and Aqua (MYD): Terra only is kept.
-* Landsat C2 L2 ``lwir11`` (ST_B10): K = DN × 0.00341802 + 149.0, fill 0; ``qa_pixel``
+* Landsat C2 L2 ``lwir11`` (ST_B10): K = DN × 0.00341802 + 149.0, fill 0; surface
+  reflectance (``green``, ``red``, ``nir08``, ``swir16``) = DN × 0.0000275 − 0.2; ``qa_pixel``
   keeps bit 6 (clear) set, bits 0 (fill) and 1–4 (dilated cloud, cirrus, cloud, shadow)
   clear.
 * Sentinel-2 L2A: reflectance = (DN + offset) / 10000, offset −1000 from processing
@@ -54,7 +58,8 @@ logged or put in error messages (GDAL's own messages are scrubbed of query strin
 Route ``local``: GeoTIFF / JPEG2000 files from ``local.paths[sensor]`` globs, one file
 per band, grouped into scenes by file name: the date is the first ``YYYYMMDDTHHMMSS``,
 ``YYYYMMDD`` (or ``YYYY-MM-DD``, or MODIS ``AYYYYDDD``) in the name, the band is the name's
-last token (``..._ST_B10.TIF``/``lwir11``, ``..._QA_PIXEL.TIF``,
+last token (``..._ST_B10.TIF``/``lwir11``, ``..._SR_B3.TIF``/``green`` … ``_SR_B6``/``swir16``,
+``..._QA_PIXEL.TIF``,
 ``T31UDQ_20220615T105631_B04_10m.jp2``, ``..._SCL_20m.jp2``, ``...LST_Day_1km.tif``,
 ``...QC_Day.tif``). A scene without its QA/SCL file is masked on nodata only (with a
 warning). Files must be georeferenced (internally or by a ``.aux.xml``/world-file sidecar).
@@ -95,6 +100,8 @@ from eofm.data.fetch import RetryPolicy
 from eofm.data.store import write_store
 from eofm.data.tiles import local, stac
 from eofm.data.tiles.common import (
+    LANDSAT_SR_BANDS,
+    NATIVE_RESOLUTION_M,
     PLANETARY_COMPUTER,
     SENSORS,
     AreaGrid,
@@ -115,6 +122,8 @@ from eofm.data.tiles.stac import asset_key, search_scenes
 from eofm.errors import TileError, TilesError
 
 __all__ = [
+    "LANDSAT_SR_BANDS",
+    "NATIVE_RESOLUTION_M",
     "PLANETARY_COMPUTER",
     "SENSORS",
     "AreaGrid",
@@ -185,6 +194,7 @@ def fetch_tiles_month(
             "sensor": sensor,
             "month": month,
             "area_bbox_lonlat": json.dumps([float(v) for v in area_settings.bbox]),
+            "native_resolution_m": NATIVE_RESOLUTION_M[sensor],
         }
     )
     ds = tile_dataset(times, data, valid, spec, grid, attrs)

@@ -49,6 +49,12 @@ _EARTH_SEARCH_ASSETS = {
 _S2_BASELINE_04_DATE = date(2022, 1, 25)
 _MODIS_SCALE, _MODIS_MIN_DN = 0.02, 7500
 _LANDSAT_SCALE, _LANDSAT_OFFSET = 0.00341802, 149.0
+_LANDSAT_SR_SCALE, _LANDSAT_SR_OFFSET = 0.0000275, -0.2
+#: Landsat 8/9 Collection 2 Level-2 surface-reflectance bands stored beside ST_B10 (the STAC
+#: asset names; USGS files ``_SR_B3`` … ``_SR_B6``): WGAST's NDVI, NDWI and NDBI need them
+LANDSAT_SR_BANDS = ("green", "red", "nir08", "swir16")
+#: nominal ground resolution of each sensor's product, in metres (a dataset attribute)
+NATIVE_RESOLUTION_M = {"modis": 926.625, "landsat": 30.0, "sentinel2": 10.0}
 _LANDSAT_BAD_BITS = 0b11111  # bit 0 fill, 1 dilated cloud, 2 cirrus, 3 cloud, 4 shadow
 _LANDSAT_CLEAR_BIT = 1 << 6
 
@@ -132,6 +138,13 @@ class SensorSpec:
     bands: tuple[str, ...]  # canonical (Planetary Computer) asset names of data bands
     mask: str  # canonical asset name of the QA / SCL band
     attrs: dict[str, str]
+    #: Landsat surface-reflectance bands, stored as ``reflectance`` over dim ``sr_band``
+    reflectance: tuple[str, ...] = ()
+
+    @property
+    def all_bands(self) -> tuple[str, ...]:
+        """Every data band read from a scene: ``bands`` then ``reflectance``."""
+        return (*self.bands, *self.reflectance)
 
 
 def sensor_spec(sensor: str, settings: TilesSettings) -> SensorSpec:
@@ -157,6 +170,7 @@ def sensor_spec(sensor: str, settings: TilesSettings) -> SensorSpec:
                 "standard_name": "surface_temperature",
                 "long_name": "surface temperature, Landsat Collection 2 Level-2 ST_B10",
             },
+            reflectance=LANDSAT_SR_BANDS,
         )
     if sensor == "sentinel2":
         return SensorSpec(
@@ -207,6 +221,7 @@ def _convert(
             qa = mask.astype(np.int64)
             valid &= ((qa & _LANDSAT_BAD_BITS) == 0) & ((qa & _LANDSAT_CLEAR_BIT) != 0)
         values = dn * _LANDSAT_SCALE + _LANDSAT_OFFSET
+        values[1:] = dn[1:] * _LANDSAT_SR_SCALE + _LANDSAT_SR_OFFSET  # SR bands after ST
     else:
         if mask is not None:
             valid &= np.isin(mask, [int(c) for c in settings.sentinel2.scl_keep])
@@ -386,7 +401,7 @@ def _resampling(name: str) -> Resampling:
 
 
 def _empty(spec: SensorSpec, grid: AreaGrid) -> tuple[np.ndarray, np.ndarray]:
-    shape = (len(spec.bands), grid.height, grid.width)
+    shape = (len(spec.all_bands), grid.height, grid.width)
     return np.full(shape, np.nan, np.float32), np.zeros(shape[1:], bool)
 
 
@@ -406,7 +421,7 @@ def _assemble(
     for group in tqdm(groups, desc=source, unit="day", leave=False):
         day, day_valid = _empty(spec, grid)
         for scene in group:
-            raw = np.stack([read(scene, band, data_resampling) for band in spec.bands])
+            raw = np.stack([read(scene, band, data_resampling) for band in spec.all_bands])
             mask = None
             if spec.mask in scene.assets:
                 mask = read(scene, spec.mask, Resampling.nearest)
@@ -437,9 +452,33 @@ def tile_dataset(
     import rioxarray  # noqa: F401  (registers the .rio accessor)
 
     time = np.array([np.datetime64(t.replace(tzinfo=None), "ns") for t in times], "datetime64[ns]")
+    n = len(spec.bands)
+    extra: dict[str, Any] = {}
+    extra_coords: dict[str, Any] = {}
+    if spec.reflectance:
+        extra["reflectance"] = (
+            ("time", "sr_band", "y", "x"),
+            data[:, n:].astype(np.float32),
+            {
+                "units": "1",
+                "standard_name": "surface_bidirectional_reflectance",
+                "long_name": "surface reflectance, Landsat Collection 2 Level-2 SR "
+                "(DN × 0.0000275 − 0.2), same QA mask as lst",
+            },
+        )
+        extra_coords["sr_band"] = (
+            "sr_band",
+            np.array(spec.reflectance, dtype=object),
+            {"long_name": "source band name (STAC asset)"},
+        )
     ds = xr.Dataset(
         {
-            spec.variable: (("time", "band", "y", "x"), data.astype(np.float32), dict(spec.attrs)),
+            spec.variable: (
+                ("time", "band", "y", "x"),
+                data[:, :n].astype(np.float32),
+                dict(spec.attrs),
+            ),
+            **extra,
             "valid": (
                 ("time", "y", "x"),
                 valid.astype(np.uint8),
@@ -453,6 +492,7 @@ def tile_dataset(
         coords={
             "time": ("time", time, {"long_name": "acquisition time (UTC), one per solar day"}),
             "band": ("band", np.array(spec.bands, dtype=object), {"long_name": "source band name"}),
+            **extra_coords,
             "y": ("y", grid.y),
             "x": ("x", grid.x),
         },
@@ -460,6 +500,6 @@ def tile_dataset(
     )
     ds = ds.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
     ds = ds.rio.write_coordinate_system()
-    for name in (spec.variable, "valid"):
+    for name in (spec.variable, *extra, "valid"):
         ds[name].attrs["grid_mapping"] = "spatial_ref"
     return ds

@@ -44,7 +44,14 @@ _DATE_PATTERNS = (
     (re.compile(r"A(\d{4})(\d{3})(?!\d)"), "yj"),
 )
 _LOCAL_TOKENS: dict[str, dict[str, tuple[str, ...]]] = {
-    "landsat": {"lwir11": ("ST_B10", "B10", "LWIR11"), "qa_pixel": ("QA_PIXEL",)},
+    "landsat": {
+        "lwir11": ("ST_B10", "B10", "LWIR11"),
+        "green": ("SR_B3", "GREEN"),
+        "red": ("SR_B4", "RED"),
+        "nir08": ("SR_B5", "NIR08"),
+        "swir16": ("SR_B6", "SWIR16"),
+        "qa_pixel": ("QA_PIXEL",),
+    },
     "modis": {"LST_Day_1km": ("LST_DAY_1KM",), "QC_Day": ("QC_DAY",)},
     "sentinel2": {
         **{b: (b, _EARTH_SEARCH_ASSETS[b].upper()) for b in _EARTH_SEARCH_ASSETS if b != "SCL"},
@@ -95,7 +102,8 @@ _MTL_DATE = re.compile(r'DATE_ACQUIRED\s*=\s*"?(\d{4}-\d{2}-\d{2})"?')
 _MTL_CENTRE_TIME = re.compile(r'SCENE_CENTER_TIME\s*=\s*"?(\d{2}):(\d{2}):(\d{2}(?:\.\d+)?)Z?"?')
 _LANDSAT_EXPECTED = (
     "expected Collection 2 Level-2 surface temperature: files named after an L2SP product "
-    "(e.g. LC08_L2SP_196029_20230605_20230613_02_T1_ST_B10.TIF with its _QA_PIXEL.TIF)"
+    "(e.g. LC08_L2SP_196029_20230605_20230613_02_T1_ST_B10.TIF with its _SR_B3 … _SR_B6 "
+    "and _QA_PIXEL.TIF)"
 )
 
 
@@ -395,7 +403,7 @@ def local_scenes(sensor: str, month: str, settings: TilesSettings, grid: AreaGri
 
 def _inputs(scenes: list[Scene], spec: SensorSpec) -> list[Path]:
     """Every file the store is made from: the bands and mask read, and metadata files."""
-    needed = (*spec.bands, spec.mask)
+    needed = (*spec.all_bands, spec.mask)
     paths = {Path(p) for s in scenes for b, p in s.assets.items() if b in needed}
     paths |= {Path(p) for s in scenes for p in s.properties.get("local:metadata", [])}
     return sorted(paths)
@@ -438,7 +446,7 @@ def prepare(
             raise TileError(f"{source_name} {month}: cannot read {band} from {err}") from None
 
     for scene in scenes:
-        missing = [b for b in spec.bands if b not in scene.assets]
+        missing = [b for b in spec.all_bands if b not in scene.assets]
         if missing:
             raise TileError(
                 f"{source_name} {month}: scene {scene.id} has no file for band(s) {missing}; "

@@ -129,7 +129,7 @@ def search_scenes(
         transient=_transient,
     )
     scenes: list[Scene] = []
-    needed = (*spec.bands, spec.mask)
+    needed = (*spec.all_bands, spec.mask)
     for item in features:
         props = dict(item.get("properties") or {})
         item_id = str(item.get("id"))
@@ -145,7 +145,7 @@ def search_scenes(
             entry = assets.get(asset_key(api, name))
             if entry and entry.get("href"):
                 hrefs[name] = str(entry["href"])
-        missing = [b for b in spec.bands if b not in hrefs]
+        missing = [b for b in spec.all_bands if b not in hrefs]
         if missing:
             raise FetchError(
                 source,
