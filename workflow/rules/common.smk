@@ -20,6 +20,7 @@ ERA5 = config["era5"]
 MERRA2 = config["merra2"]
 TILES = config["tiles"]
 FIRECUBE = config["firecube"]
+LOAN_SPLITS = plan.loan_splits(config)
 WEATHER = config["weather"]
 PERIOD = config["period"]
 BACKBONES = plan.backbones(WEATHER)

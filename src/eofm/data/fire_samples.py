@@ -28,7 +28,7 @@ import numpy as np
 import xarray as xr
 from tqdm import tqdm
 
-from eofm.config import LoanSettings
+from eofm.config import LoanSamples, LoanSettings
 from eofm.data.firecube import BUNDLED_STATS, load_firecube_stats, open_firecube
 from eofm.data.store import _remove, _sibling, _swap_into_place
 from eofm.errors import ConfigError
@@ -378,7 +378,20 @@ def cut_split(
     return target
 
 
-def _piece(ds, split, sel, d, dv, st, sv, doy, clc_layers, lat, lon) -> xr.Dataset:
+def _piece(
+    ds: xr.Dataset,
+    split: Split,
+    sel: np.ndarray,
+    d: np.ndarray,
+    dv: np.ndarray,
+    st: np.ndarray,
+    sv: np.ndarray,
+    doy: np.ndarray,
+    clc_layers: list[str],
+    lat: np.ndarray,
+    lon: np.ndarray,
+) -> xr.Dataset:
+    """One block of samples as a Dataset in the store's layout."""
     iy, ix = split.iy[sel], split.ix[sel]
     clc = _dominant(ds.isel(y=xr.DataArray(iy), x=xr.DataArray(ix)), clc_layers)
     return xr.Dataset(
@@ -401,7 +414,8 @@ def _piece(ds, split, sel, d, dv, st, sv, doy, clc_layers, lat, lon) -> xr.Datas
     )
 
 
-def _empty(split, s, static_templates, attrs) -> xr.Dataset:
+def _empty(split: Split, s: LoanSamples, static_templates: list[str], attrs: dict) -> xr.Dataset:
+    """A split without samples still gets its store (zero-length sample dimension)."""
     p, nd = s.patch, s.days
     nv, ns = len(s.dynamic), len(static_templates)
     ds = xr.Dataset(
