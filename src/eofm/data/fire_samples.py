@@ -356,8 +356,8 @@ def cut_split(
             piece = _piece(ds, split, sel, d_out, dv_out, st_out, sv_out, doy, clc_layers, lat, lon)
             piece["var_dynamic"] = ("var_dynamic", np.array(s.dynamic))
             piece["var_static"] = ("var_static", np.array(static_templates))
+            piece.attrs = attrs  # an append replaces the store's attributes with the piece's
             if written == 0:
-                piece.attrs = attrs
                 enc = {v: {"chunks": (s.chunk, *piece[v].shape[1:])} for v in piece.data_vars}
                 piece.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=False, encoding=enc)
             else:
