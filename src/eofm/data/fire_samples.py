@@ -24,8 +24,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import dask.array as da
 import numpy as np
 import xarray as xr
+import zarr
 from tqdm import tqdm
 
 from eofm.config import LoanSamples, LoanSettings
@@ -269,6 +271,22 @@ def _scale(x: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]
     return scaled, valid.astype(np.uint8)
 
 
+def _day_groups(days: np.ndarray, nd: int, limit: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(sample days, cube days their windows need) in groups needing at most ``limit``
+    cube days (or one sample day's window), so one read never exceeds that many days."""
+    group: list[int] = []
+    need: set[int] = set()
+    for t in days:
+        window = set(range(int(t) - nd, int(t)))
+        if group and len(need | window) > limit:
+            yield np.array(group), np.array(sorted(need))
+            group, need = [], set()
+        group.append(int(t))
+        need |= window
+    if group:
+        yield np.array(group), np.array(sorted(need))
+
+
 def _pad(a: np.ndarray, r: int) -> np.ndarray:
     width = [(0, 0)] * (a.ndim - 2) + [(r, r), (r, r)]
     return np.pad(a, width, constant_values=np.nan)
@@ -282,7 +300,8 @@ def cut_split(
     out: str | Path,
     cube: str,
 ) -> Path:
-    """Write one split's store (contract in the module docstring of the model side)."""
+    """Write one split's store: the per-sample coordinates, labels and classes first (with
+    the patch arrays' metadata), then the patches block by block into their regions."""
     s = settings.samples
     r, nd = s.patch // 2, s.days
     days = ds["time"].values.astype("datetime64[D]")
@@ -292,36 +311,31 @@ def cut_split(
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _sibling(target, "tmp")
     _remove(tmp)
-    attrs = {
-        "split": split.name,
-        "years": json.dumps(split.years),
-        "neg_per_pos": str(split.neg_per_pos),
-        "stats": json.dumps({k: list(v) for k, v in stats.items()}),
-        "stats_source": s.stats,
-        "cube": str(cube),
-        "patch": s.patch,
-        "days": nd,
-    }
     static_templates = [*s.static, *s.clc]
-    static_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    lat, lon = ds["y"].values, ds["x"].values
-    written = 0
     try:
-        uniq = np.unique(split.t)
+        _template(ds, split, s, static_templates, stats, cube, years, names).to_zarr(
+            tmp, mode="w-", zarr_format=3, consolidated=False, compute=False
+        )
+        group = zarr.open_group(tmp, mode="r+", zarr_format=3)
+        static_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        writer = _ChunkWriter(
+            group, ("dynamic", "dynamic_valid", "static", "static_valid"), s.chunk
+        )
         bar = tqdm(total=split.t.size, desc=f"cut {split.name}", leave=False)
-        for a, b in _blocks(uniq.size, s.time_block):
-            ts = uniq[a:b]
-            sel = np.nonzero(np.isin(split.t, ts))[0]
-            need = np.unique((ts[:, None] - np.arange(nd, 0, -1)[None]).ravel())
+        for ts, need in _day_groups(np.unique(split.t), nd, s.time_block + nd):
+            sel = np.nonzero(np.isin(split.t, ts))[0]  # contiguous: samples sorted by day
             block = ds[s.dynamic].isel(time=need)
             dyn = np.stack([block[v].values.astype(np.float32) for v in s.dynamic])
-            scaled = np.empty_like(dyn)
-            valid = np.empty(dyn.shape, np.uint8)
+            valid = np.isfinite(dyn)
             for k, v in enumerate(s.dynamic):
-                scaled[k], valid[k] = _scale(dyn[k], *stats[v])
+                lo, hi = stats[v]
+                dyn[k] -= lo
+                dyn[k] /= hi - lo if np.isfinite(hi - lo) and hi > lo else np.inf
+            dyn[~valid] = 0
+            width = [(0, 0), (0, 0), (r, r), (r, r)]
+            scaled = np.pad(dyn, width)
             del dyn
-            scaled, valid = _pad(scaled, r), _pad(valid.astype(np.float32), r)
-            valid = np.nan_to_num(valid).astype(np.uint8)
+            valid = np.pad(valid.view(np.uint8), width)
             n = sel.size
             d_out = np.empty((n, len(s.dynamic), nd, s.patch, s.patch), np.float32)
             dv_out = np.empty(d_out.shape, np.uint8)
@@ -335,42 +349,14 @@ def cut_split(
                 y = int(years[t])
                 if y not in static_cache:
                     static_cache.clear()
-                    layers = []
-                    masks = []
-                    for tpl in static_templates:
-                        x, m = _scale(
-                            ds[resolve(tpl, y, names)].values.astype(np.float32), *stats[tpl]
-                        )
-                        layers.append(x)
-                        masks.append(m)
-                    static_cache[y] = (
-                        np.nan_to_num(_pad(np.stack(layers), r)),
-                        np.nan_to_num(_pad(np.stack(masks).astype(np.float32), r)).astype(np.uint8),
-                    )
+                    static_cache[y] = _static_layers(ds, static_templates, stats, y, names, r)
                 sx, sm = static_cache[y]
                 st_out[j] = sx[:, iy : iy + s.patch, ix : ix + s.patch]
                 sv_out[j] = sm[:, iy : iy + s.patch, ix : ix + s.patch]
-            d_out = np.nan_to_num(d_out)
-            doy = (days[split.t[sel]] - days[split.t[sel]].astype("datetime64[Y]")).astype(int) + 1
-            clc_layers = [resolve(c, int(years[split.t[sel[0]]]), names) for c in s.clc]
-            piece = _piece(ds, split, sel, d_out, dv_out, st_out, sv_out, doy, clc_layers, lat, lon)
-            piece["var_dynamic"] = ("var_dynamic", np.array(s.dynamic))
-            piece["var_static"] = ("var_static", np.array(static_templates))
-            piece.attrs = attrs  # an append replaces the store's attributes with the piece's
-            if written == 0:
-                enc = {v: {"chunks": (s.chunk, *piece[v].shape[1:])} for v in piece.data_vars}
-                piece.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=False, encoding=enc)
-            else:
-                piece.drop_vars(["var_dynamic", "var_static"]).to_zarr(
-                    tmp, mode="a", append_dim="sample", consolidated=False, zarr_format=3
-                )
-            written += n
+            writer.add(int(sel[0]), (d_out, dv_out, st_out, sv_out))
             bar.update(n)
+        writer.flush(final=True)
         bar.close()
-        if written == 0:
-            _empty(split, s, static_templates, attrs).to_zarr(
-                tmp, mode="w-", zarr_format=3, consolidated=False
-            )
         _swap_into_place(tmp, target)
     except BaseException:
         _remove(tmp)
@@ -378,81 +364,128 @@ def cut_split(
     return target
 
 
-def _piece(
+class _ChunkWriter:
+    """Copies consecutive samples into one chunk-sized buffer per array and writes whole
+    chunks (a partial chunk would be read back, merged and rewritten for every block)."""
+
+    def __init__(self, group: zarr.Group, names: tuple[str, ...], chunk: int) -> None:
+        self.group, self.names, self.chunk = group, names, chunk
+        self.buffers = [np.empty((chunk, *group[n].shape[1:]), group[n].dtype) for n in names]
+        self.start = 0  # first sample in the buffers
+        self.filled = 0
+
+    def add(self, start: int, arrays: tuple[np.ndarray, ...]) -> None:
+        if self.filled == 0:
+            self.start = start
+        done, n = 0, arrays[0].shape[0]
+        while done < n:
+            k = min(n - done, self.chunk - self.filled)
+            for buf, arr in zip(self.buffers, arrays, strict=True):
+                buf[self.filled : self.filled + k] = arr[done : done + k]
+            self.filled += k
+            done += k
+            if self.filled == self.chunk:
+                self.flush()
+
+    def flush(self, final: bool = False) -> None:
+        if self.filled == 0:
+            return
+        for name, buf in zip(self.names, self.buffers, strict=True):
+            self.group[name][self.start : self.start + self.filled] = buf[: self.filled]
+        self.start += self.filled
+        self.filled = 0
+
+
+def _static_layers(
+    ds: xr.Dataset,
+    templates: list[str],
+    stats: dict[str, tuple[float, float]],
+    year: int,
+    names: set[str],
+    r: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scaled static layers of ``year`` (NaN -> 0) and their mask, padded by ``r``."""
+    layers, masks = [], []
+    for tpl in templates:
+        x, m = _scale(ds[resolve(tpl, year, names)].values.astype(np.float32), *stats[tpl])
+        layers.append(x)
+        masks.append(m)
+    width = [(0, 0), (r, r), (r, r)]
+    return np.pad(np.stack(layers), width), np.pad(np.stack(masks), width)
+
+
+def _template(
     ds: xr.Dataset,
     split: Split,
-    sel: np.ndarray,
-    d: np.ndarray,
-    dv: np.ndarray,
-    st: np.ndarray,
-    sv: np.ndarray,
-    doy: np.ndarray,
-    clc_layers: list[str],
-    lat: np.ndarray,
-    lon: np.ndarray,
+    s: LoanSamples,
+    static_templates: list[str],
+    stats: dict[str, tuple[float, float]],
+    cube: str,
+    years: np.ndarray,
+    names: set[str],
 ) -> xr.Dataset:
-    """One block of samples as a Dataset in the store's layout."""
-    iy, ix = split.iy[sel], split.ix[sel]
-    clc = _dominant(ds.isel(y=xr.DataArray(iy), x=xr.DataArray(ix)), clc_layers)
-    return xr.Dataset(
-        {
-            "dynamic": (("sample", "var_dynamic", "day", "y", "x"), d),
-            "dynamic_valid": (("sample", "var_dynamic", "day", "y", "x"), dv),
-            "static": (("sample", "var_static", "y", "x"), st),
-            "static_valid": (("sample", "var_static", "y", "x"), sv),
-            "doy": ("sample", doy.astype(np.int16)),
-            "label": ("sample", split.label[sel].astype(np.int8)),
-            "clc": ("sample", clc.astype(np.int8)),
-        },
-        coords={
-            "time": ("sample", ds["time"].values[split.t[sel]].astype("datetime64[ns]")),
-            "iy": ("sample", iy.astype(np.int32)),
-            "ix": ("sample", ix.astype(np.int32)),
-            "lat": ("sample", lat[iy]),
-            "lon": ("sample", lon[ix]),
-        },
-    )
-
-
-def _empty(split: Split, s: LoanSamples, static_templates: list[str], attrs: dict) -> xr.Dataset:
-    """A split without samples still gets its store (zero-length sample dimension)."""
-    p, nd = s.patch, s.days
+    """The store's layout: per-sample values computed, patch arrays lazy (written later)."""
+    n, p, nd = split.t.size, s.patch, s.days
     nv, ns = len(s.dynamic), len(static_templates)
-    ds = xr.Dataset(
+    days = ds["time"].values.astype("datetime64[D]")
+    td = days[split.t]
+    doy = (td - td.astype("datetime64[Y]")).astype(int) + 1
+    clc = np.zeros(n, np.int8)
+    for y in np.unique(years[split.t]) if n else []:
+        at = years[split.t] == y
+        cls = _dominant(ds, [resolve(c, int(y), names) for c in s.clc])
+        clc[at] = cls[split.iy[at], split.ix[at]]
+    c = max(1, min(s.chunk, n))
+
+    def lazy(shape: tuple[int, ...], dtype: type) -> da.Array:
+        return da.zeros((n, *shape), dtype=dtype, chunks=(c, *shape))
+
+    out = xr.Dataset(
         {
             "dynamic": (
                 ("sample", "var_dynamic", "day", "y", "x"),
-                np.zeros((0, nv, nd, p, p), np.float32),
+                lazy((nv, nd, p, p), np.float32),
             ),
             "dynamic_valid": (
                 ("sample", "var_dynamic", "day", "y", "x"),
-                np.zeros((0, nv, nd, p, p), np.uint8),
+                lazy((nv, nd, p, p), np.uint8),
             ),
-            "static": (("sample", "var_static", "y", "x"), np.zeros((0, ns, p, p), np.float32)),
-            "static_valid": (("sample", "var_static", "y", "x"), np.zeros((0, ns, p, p), np.uint8)),
-            "doy": ("sample", np.zeros(0, np.int16)),
-            "label": ("sample", np.zeros(0, np.int8)),
-            "clc": ("sample", np.zeros(0, np.int8)),
+            "static": (("sample", "var_static", "y", "x"), lazy((ns, p, p), np.float32)),
+            "static_valid": (("sample", "var_static", "y", "x"), lazy((ns, p, p), np.uint8)),
+            "doy": ("sample", doy.astype(np.int16)),
+            "label": ("sample", split.label.astype(np.int8)),
+            "clc": ("sample", clc),
         },
         coords={
-            "time": ("sample", np.zeros(0, "datetime64[ns]")),
-            "iy": ("sample", np.zeros(0, np.int32)),
-            "ix": ("sample", np.zeros(0, np.int32)),
-            "lat": ("sample", np.zeros(0)),
-            "lon": ("sample", np.zeros(0)),
-            "var_dynamic": ("var_dynamic", np.array(s.dynamic)),
-            "var_static": ("var_static", np.array(static_templates)),
+            "time": ("sample", ds["time"].values[split.t].astype("datetime64[ns]")),
+            "iy": ("sample", split.iy.astype(np.int32)),
+            "ix": ("sample", split.ix.astype(np.int32)),
+            "lat": ("sample", ds["y"].values[split.iy]),
+            "lon": ("sample", ds["x"].values[split.ix]),
+            "var_dynamic": ("var_dynamic", np.array(s.dynamic, dtype=object)),
+            "var_static": ("var_static", np.array(static_templates, dtype=object)),
         },
     )
-    ds.attrs = attrs
-    return ds
+    for v in ("doy", "label", "clc", "time", "iy", "ix", "lat", "lon"):
+        out[v].encoding["chunks"] = (c,)
+    out.attrs = {
+        "split": split.name,
+        "years": json.dumps(split.years),
+        "neg_per_pos": str(split.neg_per_pos),
+        "stats": json.dumps({k: list(v) for k, v in stats.items()}),
+        "stats_source": s.stats,
+        "cube": str(cube),
+        "patch": p,
+        "days": nd,
+    }
+    return out
 
 
 def cut_firecube_samples(
     cube: str | Path, out_dir: str | Path, settings: LoanSettings
 ) -> dict[str, Path]:
     """Cut every split of ``cube`` into ``out_dir/<split>.zarr``; returns split -> store."""
-    ds = open_firecube(cube)
+    ds = open_firecube(cube, dask=False)
     splits = select_samples(ds, settings)
     train = next(sp for sp in splits if sp.name == "train")
     stats = training_stats(ds, settings, train.years)

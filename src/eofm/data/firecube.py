@@ -632,16 +632,21 @@ def download_firecube(out: str | Path, settings: FirecubeSettings, policy: Retry
     )
 
 
-def open_firecube(path: str | Path) -> xr.Dataset:
-    """Open a FireCube file and check it is the datacube the workflow expects."""
+def open_firecube(path: str | Path, *, dask: bool = True) -> xr.Dataset:
+    """Open a FireCube file and check it is the datacube the workflow expects.
+
+    ``dask=False`` opens it lazily without Dask (streaming readers: a read of a few days
+    touches only those days, without a task graph and its worker threads' memory).
+    """
+    chunks: dict | None = {} if dask else None
     p = Path(path)
     try:
         if p.is_dir():
-            ds = xr.open_zarr(p, consolidated=None)
+            ds = xr.open_zarr(p, consolidated=None, chunks=chunks)
         elif p.suffix == ".zip":
-            ds = xr.open_zarr(zarr.storage.ZipStore(p, mode="r"), consolidated=None)
+            ds = xr.open_zarr(zarr.storage.ZipStore(p, mode="r"), consolidated=None, chunks=chunks)
         else:
-            ds = xr.open_dataset(p, chunks={})
+            ds = xr.open_dataset(p, chunks=chunks)
     except Exception as err:  # every backend phrases "not my format" differently
         raise ValueError(
             f"{p}: cannot open as FireCube (expected a Zarr directory, a zipped Zarr or "
