@@ -874,7 +874,10 @@ class LoanSamples(Section):
     )
     seed: int = setting(0, doc="seed of the negative draw")
     time_block: int = setting(
-        16, doc="sample days cut per read of the cube (bounds memory)", minimum=1
+        16,
+        doc="days per read of the cube: selection and statistics read this many days, cutting "
+        "at most this many plus `days` (bounds memory whatever the cube's length)",
+        minimum=1,
     )
     chunk: int = setting(256, doc="samples per Zarr chunk", minimum=1)
 
