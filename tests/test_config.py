@@ -146,7 +146,7 @@ D, TR, TE = "['weather']['decoder']", "['period']['train']", "['period']['test']
         ({"period": {"test": {"start": "2020-04-01"}}}, f"{TE}['start']", f"after {TE}['stop']"),
         ({"period": {"test": {"start": "2020-02-15"}}}, TE, f"2020-03-31 overlaps {TR} 2020-01-01"),
         ({"tiles": {"start": "2020-05-01"}}, "['tiles']['start']", "after ['tiles']['stop']"),
-        ({"firecube": {"stop": "2020-06-30"}}, "['firecube']['start']", "2020-07-01 is after"),
+        ({"firecube": {"stop": "2017-05-31"}}, "['firecube']['start']", "2017-06-01 is after"),
         ({"era5": {"cds": {"static_date": "2000-02-31"}}}, "['era5']['cds']['static_date']", ""),
     ],
 )

@@ -483,3 +483,19 @@ def test_sample_tiles_and_wgast_in_the_default_run():
     assert plan.wgast_areas(partial) == []
     with pytest.raises(plan.WorkflowConfigError, match=r"wgast.areas \['demo'\]: .*sensors"):
         plan.wgast_areas(config(tiles={"sensors": ["modis"]}, wgast={"areas": ["demo"]}))
+
+
+def test_loan_sample_stores_follow_the_cube_and_the_test_years():
+    cfg = config(
+        firecube={"source": "sample", "start": "2017-06-01", "stop": "2021-09-30"},
+        loan={"enabled": True, "splits": {"train_until": 2018, "val": [2019], "test": [2021]}},
+    )
+    outputs = plan.final_outputs(cfg, months_of(cfg))
+    stores = [f for f in outputs if f.startswith("resources/loan/")]
+    assert stores == [
+        f"resources/loan/sample/samples/{s}.zarr" for s in ("train", "val", "test-2021")
+    ]
+    assert plan.jobs(cfg, months_of(cfg))["cut_firecube_samples"] == [{"source": "sample"}]
+    off = config(firecube={"source": "none"})
+    assert not [f for f in plan.final_outputs(off, months_of(off)) if "loan" in f]
+    assert plan.jobs(off, months_of(off))["cut_firecube_samples"] == []

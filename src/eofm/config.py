@@ -860,6 +860,20 @@ class FirecubeSample(Section):
     ny: int = setting(32, doc="`sample`: pixel rows generated", minimum=4)
     nx: int = setting(40, doc="`sample`: pixel columns generated", minimum=4)
     seed: int = setting(0, doc="`sample`: same seed, same cube, bit for bit")
+    fire_rate: float = setting(
+        1e-3,
+        doc="`sample`: mean daily ignition probability per pixel (the real cube's is ~1e-5, "
+        "which leaves a small sample without fires)",
+        exclusiveMinimum=0,
+        maximum=1,
+    )
+    months: list[int] = setting(
+        [6, 7, 8, 9],
+        doc="`sample`: months of each year generated (the fire season), so that several "
+        "years fit in a small cube; `[]` keeps every day of `start..stop`",
+        items={"minimum": 1, "maximum": 12},
+        uniqueItems=True,
+    )
 
 
 @dataclass(kw_only=True)
@@ -871,8 +885,8 @@ class FirecubeSettings(Section):
         doc="`sample` (offline generator driven by the real FireCube per-variable statistics), "
         "`http` (download `url`), `local` (convert `path`), `none` (left out)",
     )
-    start: str = setting("2020-07-01", doc="first day kept, inclusive", date=True)
-    stop: str = setting("2020-07-31", doc="last day kept, inclusive", date=True)
+    start: str = setting("2017-06-01", doc="first day kept, inclusive", date=True)
+    stop: str = setting("2021-09-30", doc="last day kept, inclusive", date=True)
     url: str | None = setting(
         None,
         doc="`http`: the cube as a zipped Zarr or NetCDF. The download resumes after a break "
@@ -894,6 +908,88 @@ class FirecubeSettings(Section):
         doc="`sample`: statistics JSON; `null` uses the bundled LOAN file (`mean_std_train.json`)",
     )
     sample: FirecubeSample = setting(FirecubeSample, doc="the sample generator")
+
+
+# --------------------------------------------------------------------------- loan
+
+LOAN_DYNAMIC = [
+    "ndvi",
+    "lst_day",
+    "lst_night",
+    "max_d2m",
+    "max_t2m",
+    "max_sp",
+    "max_tp",
+    "sminx",
+    "max_wind_speed",
+    "min_rh",
+]
+LOAN_STATIC = ["DEM", "SLOPE", "ROAD_DISTANCE", "WATERWAY_DISTANCE", "POP_DENS_{year}"]
+LOAN_CLC = [f"CLC_{{clc_year}}_{k}" for k in range(10)]
+
+
+@dataclass(kw_only=True)
+class LoanNegatives(Section):
+    """Negatives per positive of each split; `all` keeps every negative (the paper's val/test)."""
+
+    train: int | Literal["all"] = setting(2, doc="training split (the paper: 2)")
+    val: int | Literal["all"] = setting(
+        10, doc="validation split (the paper: `all`; a large ratio keeps the sample small)"
+    )
+    test: int | Literal["all"] = setting(10, doc="each test year (as `val`)")
+
+
+@dataclass(kw_only=True)
+class LoanSamples(Section):
+    """How `cut_firecube_samples` cuts the patches (LOAN's FireCube dataloader)."""
+
+    neg_per_pos: LoanNegatives = setting(
+        LoanNegatives, doc="negatives per positive, stratified by land cover"
+    )
+    patch: int = setting(25, doc="patch side in pixels, odd (centred on the sample)", minimum=1)
+    days: int = setting(10, doc="previous days of dynamic variables (t-days .. t-1)", minimum=1)
+    dynamic: list[str] = setting(LOAN_DYNAMIC, doc="dynamic cube variables (the paper's 10)")
+    static: list[str] = setting(
+        LOAN_STATIC,
+        doc="static cube variables; `{year}` is the sample's year (nearest in the cube)",
+    )
+    clc: list[str] = setting(
+        LOAN_CLC,
+        doc="land-cover fraction layers; `{clc_year}` is the latest CORINE year not after "
+        "the sample's (the earliest before that); the dominant one gives a sample's class",
+    )
+    stats: Literal["train", "bundled"] = setting(
+        "train",
+        doc="min-max scaling: `train` computes min/max over the training years of the cube "
+        "(streamed, NaN ignored); `bundled` uses LOAN's `mean_std_train.json`",
+    )
+    seed: int = setting(0, doc="seed of the negative draw")
+    time_block: int = setting(
+        16,
+        doc="days per read of the cube: selection and statistics read this many days, cutting "
+        "at most this many plus `days` (bounds memory whatever the cube's length)",
+        minimum=1,
+    )
+    chunk: int = setting(256, doc="samples per Zarr chunk", minimum=1)
+
+
+@dataclass(kw_only=True)
+class LoanSplits(Section):
+    """Splits by year (the paper: train up to 2018, validate on 2019, test 2020 and 2021)."""
+
+    train_until: int = setting(2018, doc="last training year (every earlier year trains)")
+    val: list[int] = setting([2019], doc="validation years")
+    test: list[int] = setting([2020, 2021], doc="test years, one store each")
+
+
+@dataclass(kw_only=True)
+class LoanSettings(Section):
+    """LOAN wildfire danger on FireCube (Shams Eddin et al., TGRS 2023)."""
+
+    enabled: bool = setting(True, doc="cut the samples when `firecube.source` is not `none`")
+    samples: LoanSamples = setting(LoanSamples, doc="sample cutting")
+    splits: LoanSplits = setting(LoanSplits, doc="years of each split")
+    # model / train subsections go below
 
 
 # --------------------------------------------------------------------------- fetch
@@ -937,6 +1033,7 @@ class Settings(Section):
     tiles: TilesSettings = setting(TilesSettings, doc="satellite tiles per area")
     wgast: WgastSettings = setting(WgastSettings, doc=WgastSettings.__doc__.strip())
     firecube: FirecubeSettings = setting(FirecubeSettings, doc="the FireCube datacube")
+    loan: LoanSettings = setting(LoanSettings, doc=LoanSettings.__doc__.strip())
     fetch: FetchSettings = setting(FetchSettings, doc=FetchSettings.__doc__.strip())
     credentials: Literal["files", "environment"] = setting(
         "files",

@@ -597,6 +597,20 @@ def data_stores(config: Section, months: Months) -> list[tuple[str, str, str]]:
     return stores
 
 
+def loan_splits(config: Section) -> list[str]:
+    """The sample stores `cut_firecube_samples` writes: train, val, test-<year>."""
+    return ["train", "val", *(f"test-{y}" for y in config["loan"]["splits"]["test"])]
+
+
+def loan_sample_stores(config: Section) -> list[str]:
+    """The LOAN sample stores, none when the cube or LOAN is off."""
+    firecube, loan = config["firecube"], config["loan"]
+    if firecube["source"] == "none" or not loan["enabled"]:
+        return []
+    prefix = f"resources/loan/{firecube['source']}/samples"
+    return [f"{prefix}/{split}.zarr" for split in loan_splits(config)]
+
+
 def merra2_static_wanted(merra2: Section) -> bool:
     """MERRA-2's static store only when ``merra2.static`` names fields (its default,
     Prithvi WxC's, does); ``static: {}`` leaves it out of `data` instead of failing on it.
@@ -678,6 +692,7 @@ def final_outputs(config: Section, months: Months) -> list[str]:
         "results/benchmarks/summary.csv",
         "results/figures/benchmarks.png",
         *data_outputs(config, months),
+        *loan_sample_stores(config),
     ]
     for area in wgast_areas(config):
         outputs += list(wgast_prepared(config["tiles"], area).values())
@@ -724,6 +739,9 @@ def jobs(config: Section, months: Months) -> dict[str, list[Wildcards]]:
             {"source": config["tiles"]["source"], "area": a} for a in wgast_areas(config)
         ],
         "fetch_firecube": [],
+        "cut_firecube_samples": (
+            [{"source": config["firecube"]["source"]}] if loan_sample_stores(config) else []
+        ),
         "manifest_table": [{}],
         "write_manifest": [],
         "skill_table": [{}],

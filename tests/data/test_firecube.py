@@ -308,3 +308,32 @@ def test_routes_without_their_setting_name_the_key(tmp_path, policy):
         with pytest.raises(ConfigError, match=key):
             fetch_firecube(tmp_path / "c.zarr", settings, policy)
     assert not (tmp_path / "c.zarr").exists()
+
+
+def test_fires_follow_lagged_dryness_and_fuel(stats) -> None:
+    """Ignitions are more likely after dry days (t-10..t-1) and on burnable land cover."""
+    from eofm.data.firecube import CLC_CLASSES, _trailing_mean
+
+    times = np.datetime64("2019-06-01") + np.arange(120)
+    ds = generate_firecube(stats, times, ny=32, nx=40, seed=5, fire_rate=5e-3)
+    ign = ds["ignition_points"].values == 1
+    assert ign.sum() > 100
+    fwi = ds["fwi"].values.astype(float)
+    lagged = _trailing_mean((fwi - fwi.mean()) / fwi.std(), 10)
+    assert lagged[ign].mean() > lagged.mean() + 0.2
+    forest = ds[f"CLC_2018_{CLC_CLASSES.index('forest')}"].values
+    water = ds[f"CLC_2018_{CLC_CLASSES.index('water')}"].values
+    per_pixel = ign.sum(axis=0)
+    assert np.corrcoef(per_pixel.ravel(), forest.ravel())[0, 1] > 0
+    assert np.corrcoef(per_pixel.ravel(), water.ravel())[0, 1] < 0
+
+
+def test_sample_route_keeps_the_configured_months() -> None:
+    from eofm.config import FirecubeSettings
+    from eofm.data.firecube import sample_firecube
+
+    settings = FirecubeSettings.from_dict(
+        {"start": "2018-05-30", "stop": "2019-06-02", "sample": {"ny": 4, "nx": 4, "months": [6]}}
+    )
+    months = sample_firecube(settings)["time"].dt.month.values
+    assert set(months) == {6} and months.size == 30 + 2

@@ -21,6 +21,7 @@ MERRA2 = config["merra2"]
 TILES = config["tiles"]
 FIRECUBE = config["firecube"]
 WGAST = config["wgast"]
+LOAN_SPLITS = plan.loan_splits(config)
 WEATHER = config["weather"]
 PERIOD = config["period"]
 BACKBONES = plan.backbones(WEATHER)

@@ -21,13 +21,29 @@ The fields are smooth in space (Gaussian-filtered noise) and time (AR(1)), with 
 cycle for temperature, vegetation, humidity, soil moisture and precipitation, and cheap
 physical links: temperature falls with elevation, surface pressure falls with elevation,
 relative humidity is anti-correlated with temperature, fwi rises with temperature and
-dryness, ignition points are rare and more likely where fwi is high, burned areas grow
-around ignition points, number_of_fires counts the ignition points of each day. Land-cover
+dryness, number_of_fires counts the ignition points of each day.
+
+Fires follow their drivers as in the Mediterranean (physical realism, not tuned to any
+model): the daily ignition probability of a pixel is ``exp(risk)`` rescaled to a mean of
+``fire_rate``, where ``risk`` adds
+
+- dryness over the previous ``FIRE_LAG_DAYS`` days (t-10 .. t-1, not day t): high fwi,
+  low soil moisture (sminx) and low minimum humidity, weight 1.2 — fuel dries over days;
+- same-day maximum temperature (0.4) and maximum wind speed (0.3);
+- fuel from the latest CORINE fractions (``FUEL_WEIGHTS``: forest and shrubland/misc.
+  vegetation burn most, water and built-up land hardly at all);
+- terrain: slope raises it (0.3), elevation lowers it (0.3, cooler and wetter).
+
+Burned areas spread from each ignition to its 8 neighbours on the same day with a
+probability that rises with wind speed and fuel. A pixel's burned day is its fire's start
+day, as in FireCube, where each burned polygon is rasterised on its ignition date. Land-cover
 fractions are drawn independently per class (they do not sum to one), there is no sea mask
 and the CLC mode variables (no statistics) are not generated.
 
 Each variable draws from its own random stream keyed by (seed, variable name), so a seed
-gives bit-identical output.
+gives bit-identical output. ``times`` need not be contiguous (e.g. the fire seasons of
+several years): the AR(1) runs over the listed days, so a season's first day follows the
+previous season's last.
 """
 
 from __future__ import annotations
@@ -414,23 +430,6 @@ def generate_firecube(
         values = _to_values(z[name], stats.for_variable(name), uniform=name in UNIFORM)
         data[name] = xr.Variable(("time", "y", "x"), values, attrs(name, key))
 
-    # fires: rare, more likely where fwi is high; burned areas spread around ignitions
-    fire_rng = _rng(seed, "fires")
-    gain = 1.5
-    p = np.clip(fire_rate * np.exp(gain * z["fwi"] - gain**2 / 2), 0.0, 1.0)
-    ignition = fire_rng.random(shape3) < p
-    around = ndimage.binary_dilation(ignition, structure=np.ones((1, 3, 3), dtype=bool))
-    burned = ignition | (around & (fire_rng.random(shape3) < 0.5))
-    data["burned_areas"] = xr.Variable(
-        ("time", "y", "x"), burned.astype(np.float32), attrs("burned_areas")
-    )
-    data["ignition_points"] = xr.Variable(
-        ("time", "y", "x"), ignition.astype(np.float32), attrs("ignition_points")
-    )
-    data["number_of_fires"] = xr.Variable(
-        "time", ignition.sum(axis=(1, 2)).astype(np.int16), attrs("number_of_fires")
-    )
-
     # static variables
     zs: dict[str, np.ndarray] = {
         "DEM": height,
@@ -452,6 +451,35 @@ def generate_firecube(
     for name, (_, key) in STATIC_STATS_KEYS.items():
         values = _to_values(zs[name], stats.for_variable(name), uniform=name in UNIFORM)
         data[name] = xr.Variable(("y", "x"), values, attrs(name, key))
+
+    # fires (see the module docstring): a daily ignition probability from the previous
+    # days' dryness, same-day weather, fuel (land cover) and terrain, rescaled so that its
+    # mean is ``fire_rate``; burned areas spread from each ignition, further in wind and fuel
+    fire_rng = _rng(seed, "fires")
+    dryness = _mix((0.7, z["fwi"]), (-0.5, z["sminx"]), (-0.4, z["min_rh"]))
+    lagged = _trailing_mean(dryness, FIRE_LAG_DAYS)
+    fuel = _fuel(zs)
+    risk = (
+        1.2 * lagged
+        + 0.4 * z["max_t2m"]
+        + 0.3 * z["max_wind_speed"]
+        + (fuel + 0.3 * zs["SLOPE"] - 0.3 * zs["DEM"])[None]
+    )
+    p = np.exp(risk - risk.max())
+    p = np.clip(p * (fire_rate / p.mean()), 0.0, 1.0)
+    ignition = fire_rng.random(shape3) < p
+    around = ndimage.binary_dilation(ignition, structure=np.ones((1, 3, 3), dtype=bool))
+    spread = ndtr(0.6 * z["max_wind_speed"] + 0.6 * fuel[None])
+    burned = ignition | (around & (fire_rng.random(shape3) < spread))
+    data["burned_areas"] = xr.Variable(
+        ("time", "y", "x"), burned.astype(np.float32), attrs("burned_areas")
+    )
+    data["ignition_points"] = xr.Variable(
+        ("time", "y", "x"), ignition.astype(np.float32), attrs("ignition_points")
+    )
+    data["number_of_fires"] = xr.Variable(
+        "time", ignition.sum(axis=(1, 2)).astype(np.int16), attrs("number_of_fires")
+    )
 
     ds = xr.Dataset(data, coords=coords)
     ds = ds[
@@ -476,6 +504,28 @@ def generate_firecube(
         "seed": seed,
     }
     return ds
+
+
+FIRE_LAG_DAYS = 10
+# fuel weight per CORINE aggregate (CLC_CLASSES order): burnable vegetation high, built-up,
+# bare ground and water low (EFFIS burned areas fall mostly on forest and shrubland)
+FUEL_WEIGHTS = (-1.5, -1.0, 0.0, 0.2, 0.6, 0.0, 1.0, 1.2, -0.8, -2.0)
+
+
+def _trailing_mean(z: np.ndarray, days: int) -> np.ndarray:
+    """Mean of ``z`` over the ``days`` days before each day (t-days .. t-1), 0 at the start."""
+    csum = np.concatenate([np.zeros_like(z[:1]), np.cumsum(z, axis=0)])
+    t = np.arange(z.shape[0])
+    lo = np.maximum(t - days, 0)
+    n = np.maximum(t - lo, 1)[:, None, None]
+    return (csum[t] - csum[lo]) / n
+
+
+def _fuel(zs: dict[str, np.ndarray]) -> np.ndarray:
+    """Standardised fuel index of each pixel from its latest land-cover fractions."""
+    year = CLC_YEARS[-1]
+    total = sum(w * zs[f"CLC_{year}_{k}"] for k, w in enumerate(FUEL_WEIGHTS))
+    return _standardize(total)
 
 
 def _standard_normal_from_uniform(q: np.ndarray) -> np.ndarray:
@@ -543,7 +593,17 @@ def sample_firecube(settings: FirecubeSettings) -> xr.Dataset:
         dtype="datetime64[D]",
     )
     sample = settings.sample
-    ds = generate_firecube(stats, times, ny=sample.ny, nx=sample.nx, seed=sample.seed)
+    if sample.months:
+        months = times.astype("datetime64[M]").astype(int) % 12 + 1
+        times = times[np.isin(months, sample.months)]
+        if times.size == 0:
+            raise ConfigError(
+                f"firecube.sample.months {sample.months}: no day of "
+                f"{settings.start}..{settings.stop} falls in these months"
+            )
+    ds = generate_firecube(
+        stats, times, ny=sample.ny, nx=sample.nx, seed=sample.seed, fire_rate=sample.fire_rate
+    )
     ds.attrs.update(
         source="sample",
         source_url="eofm.data.firecube (offline generator)",
@@ -572,16 +632,21 @@ def download_firecube(out: str | Path, settings: FirecubeSettings, policy: Retry
     )
 
 
-def open_firecube(path: str | Path) -> xr.Dataset:
-    """Open a FireCube file and check it is the datacube the workflow expects."""
+def open_firecube(path: str | Path, *, dask: bool = True) -> xr.Dataset:
+    """Open a FireCube file and check it is the datacube the workflow expects.
+
+    ``dask=False`` opens it lazily without Dask (streaming readers: a read of a few days
+    touches only those days, without a task graph and its worker threads' memory).
+    """
+    chunks: dict | None = {} if dask else None
     p = Path(path)
     try:
         if p.is_dir():
-            ds = xr.open_zarr(p, consolidated=None)
+            ds = xr.open_zarr(p, consolidated=None, chunks=chunks)
         elif p.suffix == ".zip":
-            ds = xr.open_zarr(zarr.storage.ZipStore(p, mode="r"), consolidated=None)
+            ds = xr.open_zarr(zarr.storage.ZipStore(p, mode="r"), consolidated=None, chunks=chunks)
         else:
-            ds = xr.open_dataset(p, chunks={})
+            ds = xr.open_dataset(p, chunks=chunks)
     except Exception as err:  # every backend phrases "not my format" differently
         raise ValueError(
             f"{p}: cannot open as FireCube (expected a Zarr directory, a zipped Zarr or "
