@@ -23,13 +23,10 @@ from eofm.errors import EofmError
 from eofm.hub import save_weights
 from eofm.io import write_json
 from eofm.models.lst.losses import generator_terms, lsgan_loss, pool_to_30m
+from eofm.models.lst.predict import INPUTS, LST_INPUTS
 from eofm.models.lst.wgast import NLayerDiscriminator, WgastGenerator, WgastSizes, count_parameters
 from eofm.train.fit import fit, training_run
 
-#: What the generator sees, in its argument order (all at 10 m).
-INPUTS = ("modis_t1", "modis_t2", "landsat_lst_t1", "landsat_indices_t1", "sentinel_indices_t1")
-#: The LST inputs standardised by the training statistics (indices are already O(1)).
-LST_INPUTS = ("modis_t1", "modis_t2", "landsat_lst_t1")
 TARGET, TARGET_VALID = "landsat_lst_t2", "landsat_lst_t2_valid"
 
 
