@@ -77,3 +77,32 @@ def test_table_ranks_a_perfect_prediction_above_the_baselines():
     assert (g.ssim_gain > 0).all()
     metrics = all_metrics(preds[test[0]], preds[test[0]])
     assert metrics["rmse"] == 0 and metrics["cc"] == pytest.approx(1.0)
+
+
+def test_evaluate_wgast_writes_table_and_figures(tmp_path):
+    from eofm.data.store import write_store
+    from eofm.evaluate.lst import evaluate_wgast
+
+    pairs = make_pairs(n_pairs=2, h=96, w=96)
+    pairs.to_zarr(tmp_path / "pairs.zarr", mode="w")
+    test = np.flatnonzero(pairs.split.values == "test")
+    series = (
+        pairs["truth_t2"]
+        .isel(pair=test)
+        .rename(pair="time")
+        .assign_coords(time=pairs.t2.values[test])
+        .drop_vars(["t1", "t2", "split"], errors="ignore")
+        .to_dataset(name="lst")
+    )
+    write_store(series, tmp_path / "lst.zarr", validate=False)
+    table = evaluate_wgast(
+        tmp_path / "pairs.zarr",
+        tmp_path / "lst.zarr",
+        tmp_path / "t.csv",
+        tmp_path / "t.md",
+        tmp_path / "fig",
+    )
+    assert len(table) == 2 * 3 * len(test)
+    assert "| date" in (tmp_path / "t.md").read_text()
+    pngs = list((tmp_path / "fig").glob("map_*.png"))
+    assert len(pngs) == len(test) and pngs[0].read_bytes()[:4] == b"\x89PNG"

@@ -165,3 +165,77 @@ def write_lst_table(
 ) -> None:
     """The paper-style table as CSV and Markdown."""
     write_table(table, csv_path, md_path)
+
+
+def map_figure(
+    pairs: xr.Dataset, pair: int, prediction: np.ndarray, path: str | os.PathLike[str]
+) -> None:
+    """MODIS t2, Landsat t2, the WGAST prediction, the reference and the error, one PNG with
+    colour bars in °C (the reference is the 10 m truth when present, else Landsat t2)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from eofm.io import atomic_path
+
+    p = pairs.isel(pair=pair)
+    landsat = p["landsat_lst_t2"].values
+    if "truth_t2" in p:
+        ref, ref_name, err = p["truth_t2"].values, "truth (10 m)", prediction - p["truth_t2"].values
+    else:
+        ref, ref_name, err = landsat, "Landsat t2 (30 m)", pool3(prediction) - landsat
+    panels = [
+        ("MODIS t2 (bicubic)", p["modis_t2"].values),
+        ("Landsat t2 (30 m)", landsat),
+        ("WGAST (10 m)", prediction),
+        (ref_name, ref),
+    ]
+    lo = min(float(np.nanpercentile(a, 1)) for _, a in panels)
+    hi = max(float(np.nanpercentile(a, 99)) for _, a in panels)
+    fig, axes = plt.subplots(1, 5, figsize=(20, 4), constrained_layout=True)
+    for ax, (title, arr) in zip(axes, panels, strict=False):
+        im = ax.imshow(arr, cmap="inferno", vmin=lo, vmax=hi)
+        ax.set_title(title)
+        ax.set_axis_off()
+        fig.colorbar(im, ax=ax, shrink=0.8, label="LST (°C)")
+    lim = float(np.nanpercentile(np.abs(err), 99)) or 1.0
+    im = axes[4].imshow(err, cmap="RdBu_r", vmin=-lim, vmax=lim)
+    axes[4].set_title(f"WGAST − {ref_name}")
+    axes[4].set_axis_off()
+    fig.colorbar(im, ax=axes[4], shrink=0.8, label="error (°C)")
+    date = pd.Timestamp(p["t2"].values).strftime("%Y-%m-%d")
+    fig.suptitle(f"{pairs.attrs.get('area', '')} {date}")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+
+
+def evaluate_wgast(
+    pairs_path: str | os.PathLike[str],
+    lst_path: str | os.PathLike[str],
+    csv_path: str | os.PathLike[str],
+    md_path: str | os.PathLike[str],
+    figure_dir: str | os.PathLike[str],
+) -> pd.DataFrame:
+    """The table and one map figure per test date from `pairs.zarr` and the prediction Zarr."""
+    from pathlib import Path
+
+    from eofm.data.store import open_store
+
+    pairs = open_store(pairs_path).load()
+    series = open_store(lst_path).load()
+    by_time = {np.datetime64(t, "ns"): i for i, t in enumerate(series.time.values)}
+    predictions = {}
+    for i in np.flatnonzero(pairs["split"].values == "test"):
+        t2 = np.datetime64(pairs["t2"].values[i], "ns")
+        if t2 not in by_time:
+            raise ValueError(f"{lst_path}: no prediction for test date {t2} (variable 'lst')")
+        predictions[int(i)] = series["lst"].values[by_time[t2]]
+    table = evaluate_pairs(pairs, predictions)
+    write_lst_table(table, csv_path, md_path)
+    Path(figure_dir).mkdir(parents=True, exist_ok=True)
+    for i, pred in predictions.items():
+        date = pd.Timestamp(pairs["t2"].values[i]).strftime("%Y%m%d")
+        map_figure(pairs, i, pred, Path(figure_dir) / f"map_{date}.png")
+    return table
