@@ -165,3 +165,34 @@ def predict_pairs(
     )
     write_store(ds, zarr_path, validate=False)
     return paths
+
+
+def predict_wgast(
+    pairs_path: str | os.PathLike[str],
+    weights_path: str | os.PathLike[str],
+    config_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    zarr_path: str | os.PathLike[str],
+    *,
+    stride30: int = 8,
+    border30: int = 1,
+    batch_size: int = 32,
+) -> list[Path]:
+    """Load the trained generator (GPU when there is one) and run `predict_pairs`."""
+    from eofm.data.store import open_store
+    from eofm.train.wgast import load_generator
+
+    generator, config = load_generator(weights_path, config_path)
+    if torch.cuda.is_available():
+        generator = generator.cuda()
+    pairs = open_store(pairs_path).load()
+    return predict_pairs(
+        generator,
+        config,
+        pairs,
+        out_dir,
+        zarr_path,
+        stride30=stride30,
+        border30=border30,
+        batch_size=batch_size,
+    )
