@@ -839,6 +839,72 @@ class WgastPrepare(Section):
 
 
 @dataclass(kw_only=True)
+class WgastModelSettings(Section):
+    """WGAST's sizes; the defaults are the paper's (7,884,208 + 2,765,505 parameters)."""
+
+    channels: list[int] = setting(
+        [16, 32, 64, 128, 256],
+        doc="encoder widths per level (level 1 at 10 m, each next level halves H and W)",
+        minItems=2,
+        items={"minimum": 1},
+    )
+    dropout: float = setting(0.5, doc="dropout in every residual block", minimum=0, maximum=1)
+    disc_channels: int = setting(64, doc="PatchGAN discriminator width (`ndf`)", minimum=1)
+    disc_layers: int = setting(3, doc="PatchGAN stride-2 layers (`n_layers`)", minimum=1)
+    blur_sigma: float = setting(
+        1.0,
+        doc="σ of the fixed Gaussian noise-suppression filter (10 m pixels)",
+        exclusiveMinimum=0,
+    )
+    blur_size: int = setting(7, doc="side of that filter's kernel (odd)", minimum=1)
+
+
+@dataclass(kw_only=True)
+class WgastTrainSettings(Section):
+    """WGAST training (weak supervision at 30 m, two Adam optimisers)."""
+
+    epochs: int = setting(110, doc="epochs (the paper's 110)", minimum=1)
+    batch_size: int = setting(32, doc="patches per batch", minimum=1)
+    learning_rate: float = setting(
+        0.0002, doc="Adam learning rate of both networks", exclusiveMinimum=0
+    )
+    loss_weights: list[float] = setting(
+        [0.01, 1.0, 1.0, 1.0],
+        doc="weights of LSGAN, L1, (1 − cosine) and (1 − MS-SSIM) in the generator loss",
+        minItems=4,
+        maxItems=4,
+        items={"minimum": 0},
+    )
+    ms_ssim_scales: int = setting(
+        3,
+        doc="MS-SSIM scales (7-px window); 3 fit the 32 px patches, 5 would need 160 px",
+        minimum=1,
+        maximum=5,
+    )
+    seed: int = setting(2024, doc="seed (the paper's)")
+    checkpoint_every_n_steps: int | None = setting(
+        None,
+        doc="also save the resumable checkpoint every N optimiser steps; unset saves at epoch "
+        "ends only",
+        fill=False,
+        minimum=1,
+    )
+
+
+@dataclass(kw_only=True)
+class WgastPredictSettings(Section):
+    """WGAST prediction over whole test images."""
+
+    stride30: int = setting(
+        8, doc="window stride on the 30 m grid (96 px windows at 10 m, stride × 3)", minimum=1
+    )
+    border30: int = setting(
+        1, doc="30 m pixels cropped from each window edge before averaging overlaps", minimum=0
+    )
+    batch_size: int = setting(32, doc="windows per forward pass", minimum=1)
+
+
+@dataclass(kw_only=True)
 class WgastSettings(Section):
     """WGAST daily 10 m LST fusion of MODIS, Landsat 8 and Sentinel-2."""
 
@@ -848,6 +914,9 @@ class WgastSettings(Section):
         "all three sensors)",
     )
     prepare: WgastPrepare = setting(WgastPrepare, doc="pairs and patches")
+    model: WgastModelSettings = setting(WgastModelSettings, doc="architecture sizes")
+    train: WgastTrainSettings = setting(WgastTrainSettings, doc="training")
+    predict: WgastPredictSettings = setting(WgastPredictSettings, doc="prediction")
 
 
 # --------------------------------------------------------------------------- firecube

@@ -23,6 +23,7 @@ FIRECUBE = config["firecube"]
 WGAST = config["wgast"]
 LOAN_SPLITS = plan.loan_splits(config)
 WEATHER = config["weather"]
+WGAST = config["wgast"]
 PERIOD = config["period"]
 BACKBONES = plan.backbones(WEATHER)
 MODES = WEATHER["modes"]
@@ -199,3 +200,17 @@ def job_runtime_min(rule_name, default_min):
         return sizing.runtime_min(own_benchmark(rule_name, wildcards), attempt, default_min)
 
     return runtime
+
+
+def wgast_store(name):
+    """`resources/wgast/<tiles source>/<area>/<name>.zarr` (written by `prepare_wgast`)."""
+    return f"resources/wgast/{TILES['source']}/{{area}}/{name}.zarr"
+
+
+def wgast_memory_mb(rule_name):
+    """``mem_mb``: the previous run's peak × headroom, else the sizing base; × attempt."""
+
+    def mem_mb(wildcards, attempt):
+        return sizing.memory_mb(own_benchmark(rule_name, wildcards), attempt)
+
+    return mem_mb

@@ -1,0 +1,1 @@
+"""Land-surface-temperature models (WGAST: MODIS, Landsat and Sentinel-2 fusion to 10 m)."""
