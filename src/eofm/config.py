@@ -864,11 +864,40 @@ class LoanTrainSettings(Section):
 
 
 @dataclass(kw_only=True)
+class LoanBaselineSettings(Section):
+    """The random forest on per-pixel features that LOAN must beat."""
+
+    n_estimators: int = setting(200, doc="trees", minimum=1)
+    class_weight: Literal["balanced", "none"] = setting(
+        "balanced", doc="`balanced` reweights the classes by their frequency; `none` does not"
+    )
+    seed: int = setting(0, doc="seed of the forest")
+
+
+@dataclass(kw_only=True)
+class LoanDangerMapSettings(Section):
+    """Danger maps of the whole cube for a few days."""
+
+    days: list[str] = setting(
+        [], doc="days (`YYYY-MM-DD`) to map; each needs its 10 previous days in the cube"
+    )
+    land_variable: str = setting(
+        "DEM", doc="static cube variable whose finite pixels are land (mapped)", minLength=1
+    )
+    tile_rows: int = setting(
+        64, doc="rows per inference band (memory grows with it, not with the cube)", minimum=1
+    )
+    batch_size: int = setting(1024, doc="patches per forward pass", minimum=1)
+
+
+@dataclass(kw_only=True)
 class LoanSettings(Section):
     """Wildfire danger forecasting with LOAN on FireCube samples."""
 
     model: LoanModelSettings = setting(LoanModelSettings, doc="network sizes")
     train: LoanTrainSettings = setting(LoanTrainSettings, doc="training")
+    baseline: LoanBaselineSettings = setting(LoanBaselineSettings, doc="random-forest baseline")
+    danger_map: LoanDangerMapSettings = setting(LoanDangerMapSettings, doc="danger maps")
     weights: Literal["none"] | LocalWeights | HubWeights = setting(
         "none",
         doc="`none`: train from scratch. `{path: file[, sha256: …]}` or "

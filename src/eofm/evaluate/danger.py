@@ -170,3 +170,44 @@ def plot_danger(
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
+
+
+def make_danger_map(
+    weights: str | os.PathLike[str],
+    config: str | os.PathLike[str],
+    train_store: str | os.PathLike[str],
+    cube_path: str | os.PathLike[str],
+    day: str,
+    settings: Mapping[str, Any],
+    tif_path: str | os.PathLike[str],
+    png_path: str | os.PathLike[str],
+) -> dict[str, Any]:
+    """One day's danger map from a trained model; variables and scaling from the train store."""
+    import time
+
+    from eofm.train.loan import load_trained
+
+    model = load_trained(weights, config)
+    if torch.cuda.is_available():
+        model = model.cuda()
+    samples = xr.open_zarr(train_store)
+    cube = xr.open_zarr(cube_path)
+    start = time.perf_counter()
+    prob = danger_probability(
+        model,
+        cube,
+        day,
+        var_dynamic=[str(v) for v in samples["var_dynamic"].values],
+        var_static=[str(v) for v in samples["var_static"].values],
+        scaling=scaling_from_attrs(samples.attrs.get("stats", "{}")),
+        land=land_mask(cube, settings["land_variable"]),
+        patch=int(samples.attrs.get("patch", samples.sizes["y"])),
+        days=int(samples.attrs.get("days", samples.sizes["day"])),
+        tile_rows=int(settings["tile_rows"]),
+        batch=int(settings["batch_size"]),
+    )
+    seconds = time.perf_counter() - start
+    lat, lon = cube["y"].values, cube["x"].values
+    write_cog(prob, lat, lon, tif_path)
+    plot_danger(prob, lat, lon, png_path, f"wildfire danger {day}")
+    return {"day": day, "seconds": seconds, "pixels": int(np.isfinite(prob).sum())}

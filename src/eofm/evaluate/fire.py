@@ -203,3 +203,87 @@ def plot_curves(
         fig.tight_layout()
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format="png", dpi=110)
+
+
+# --------------------------------------------------------------------------- workflow steps
+
+METHOD_NAMES = {"loan": "LOAN", "batchnorm": "CNN + batch norm (ablation)", "rf": "random forest"}
+
+
+def score_random_forest(
+    train_store: str | os.PathLike[str],
+    test_stores: Mapping[int, str | os.PathLike[str]],
+    *,
+    baseline: Mapping[str, Any],
+    scores_path: str | os.PathLike[str],
+) -> pd.DataFrame:
+    """Fit the forest (`loan.baseline`) and write its fire probability for each test sample.
+
+    Scores are written instead of the forest itself, so no pickle is ever read back.
+    """
+    weight = baseline["class_weight"]
+    forest = fit_random_forest(
+        train_store,
+        n_estimators=int(baseline["n_estimators"]),
+        seed=int(baseline["seed"]),
+        class_weight=None if weight == "none" else weight,
+    )
+    parts = []
+    for year, store in test_stores.items():
+        ds = xr.open_zarr(store)
+        score = forest.predict_proba(pixel_features(ds))[:, list(forest.classes_).index(1)]
+        parts.append(_scores_frame(year, ds["label"].values, score))
+    scores = pd.concat(parts, ignore_index=True)
+    with atomic_path(scores_path) as tmp:
+        scores.to_csv(tmp, index=False)
+    return scores
+
+
+def _scores_frame(year: int, labels: np.ndarray, score: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "year": int(year),
+            "sample": np.arange(len(labels)),
+            "label": labels.astype(int),
+            "score": score.astype(np.float32),
+        }
+    )
+
+
+def evaluate_fire(
+    models: Mapping[str, tuple[str, str]],
+    rf_scores: str | os.PathLike[str],
+    test_stores: Mapping[int, str | os.PathLike[str]],
+    *,
+    table_csv: str | os.PathLike[str],
+    table_md: str | os.PathLike[str],
+    metrics_json: str | os.PathLike[str],
+    curves: Mapping[int, tuple[str, str]],
+    batch_size: int = 256,
+) -> pd.DataFrame:
+    """Score each trained CNN (``{norm: (weights, config)}``) and the forest on every test year.
+
+    Writes the paper-style table and per-year ROC and PR curves (``{year: (roc, pr)}``).
+    """
+    from eofm.train.loan import load_trained
+
+    rf = pd.read_csv(rf_scores)
+    nets = {norm: load_trained(w, c) for norm, (w, c) in models.items()}
+    records = []
+    for year, store in test_stores.items():
+        labels = xr.open_zarr(store)["label"].values.astype(int)
+        by_method = {}
+        for norm, net in nets.items():
+            by_method[METHOD_NAMES.get(norm, norm)] = predict_cnn(net, store, batch_size)
+        forest = rf[rf["year"] == int(year)].sort_values("sample")["score"].to_numpy()
+        if len(forest) != len(labels):
+            raise ValueError(
+                f"{rf_scores}: {len(forest)} random-forest scores for {year}, expected "
+                f"{len(labels)} (the samples of {store})"
+            )
+        by_method[METHOD_NAMES["rf"]] = forest
+        for method, score in by_method.items():
+            records.append({"year": int(year), "method": method, **binary_metrics(labels, score)})
+        roc, pr = curves[year]
+        plot_curves({m: (labels, s) for m, s in by_method.items()}, roc, pr, f"test {year}")
+    return write_evaluation(records, table_csv, table_md, metrics_json)
