@@ -96,3 +96,38 @@ def test_table_and_curves(tmp_path):
     )
     for name in ("roc.png", "pr.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluate_fire_puts_every_method_and_year_in_one_table(tmp_path):
+    from eofm.evaluate.fire import evaluate_fire, score_random_forest
+    from eofm.hub import save_weights
+    from eofm.models.fire.loan import LoanCNN, LoanModelConfig
+
+    train = write_samples(tmp_path / "train.zarr", 120, seed=1, patch=14)
+    tests = {
+        y: write_samples(tmp_path / f"test-{y}.zarr", 40, seed=y, year=y, patch=14)
+        for y in (2020, 2021)
+    }
+    baseline = {"n_estimators": 10, "class_weight": "balanced", "seed": 0}
+    score_random_forest(train, tests, baseline=baseline, scores_path=tmp_path / "rf.csv")
+    models = {}
+    for norm in ("loan", "batchnorm"):
+        cfg = LoanModelConfig(widths=(4, 8, 8), head=(8, 8, 4), norm=norm)
+        w, c = tmp_path / f"{norm}.safetensors", tmp_path / f"{norm}.json"
+        save_weights(LoanCNN(cfg), w, cfg.to_dict(), c)
+        models[norm] = (w, c)
+    curves = {y: (tmp_path / f"roc-{y}.png", tmp_path / f"pr-{y}.png") for y in tests}
+    table = evaluate_fire(
+        models, tmp_path / "rf.csv", tests, table_csv=tmp_path / "t.csv",
+        table_md=tmp_path / "t.md", metrics_json=tmp_path / "m.json", curves=curves,
+    )  # fmt: skip
+    assert len(table) == 6
+    assert set(table["method"]) == {"LOAN", "CNN + batch norm (ablation)", "random forest"}
+    assert all(p.exists() for pair in curves.values() for p in pair)
+    rf = pd.read_csv(tmp_path / "rf.csv")
+    rf[rf["year"] == 2020].iloc[:-1].to_csv(tmp_path / "short.csv", index=False)
+    with pytest.raises(ValueError, match="39 random-forest scores for 2020, expected 40"):
+        evaluate_fire(
+            models, tmp_path / "short.csv", tests, table_csv=tmp_path / "t.csv",
+            table_md=tmp_path / "t.md", metrics_json=tmp_path / "m.json", curves=curves,
+        )  # fmt: skip

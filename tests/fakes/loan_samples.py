@@ -16,8 +16,9 @@ import xarray as xr
 
 DYNAMIC = ["ndvi", "lst_day", "lst_night", "max_d2m", "max_t2m", "max_sp", "max_tp", "sminx",
            "max_wind_speed", "min_rh"]  # fmt: skip
-STATIC = ["dem", "slope", "roads_distance", "waterway_distance", "population"] + [
-    f"clc_{i}" for i in range(10)
+# cube variable names, as the cutter writes them
+STATIC = ["DEM", "SLOPE", "ROAD_DISTANCE", "WATERWAY_DISTANCE", "POP_DENS_2020"] + [
+    f"CLC_2018_{i}" for i in range(10)
 ]
 
 

@@ -179,10 +179,6 @@ def loan_test_years():
     return [int(y) for y in splits.get("test_years", splits.get("test", [2020, 2021]))]
 
 
-def loan_sample_store(split):
-    return lambda wildcards: LOAN_SAMPLES.format(source=wildcards.source, split=split)
-
-
 def loan_test_stores(wildcards):
     return {
         str(y): LOAN_SAMPLES.format(source=wildcards.source, split=f"test-{y}")

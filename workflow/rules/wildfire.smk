@@ -6,7 +6,7 @@ rule train_loan:
     """The LOAN CNN (`norm=loan`) or its plain batch-norm ablation (`norm=batchnorm`),
     selected on the validation loss."""
     input:
-        stores=[loan_sample_store("train"), loan_sample_store("val")],
+        stores=["resources/loan/{source}/samples/train.zarr", "resources/loan/{source}/samples/val.zarr"],
         pretrained=loan_pretrained,
     output:
         weights="resources/loan/{source}/models/{norm}/model.safetensors",
@@ -39,7 +39,7 @@ rule train_loan:
 rule train_rf_baseline:
     """The must-beat random forest on per-pixel features; writes its test scores."""
     input:
-        train=loan_sample_store("train"),
+        train="resources/loan/{source}/samples/train.zarr",
         tests=lambda wildcards: list(loan_test_stores(wildcards).values()),
     output:
         scores="results/loan/{source}/scores-rf.csv",
@@ -100,7 +100,7 @@ rule danger_map:
     input:
         weights="resources/loan/{source}/models/loan/model.safetensors",
         config="resources/loan/{source}/models/loan/config.json",
-        train=loan_sample_store("train"),
+        train="resources/loan/{source}/samples/train.zarr",
         stores="resources/firecube/{source}/firecube.zarr",
     output:
         tif="results/loan/{source}/danger/{day}.tif",
