@@ -24,8 +24,8 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/weather.smk"
 include: "workflow/rules/lst.smk"
-include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/wildfire.smk"
+include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 

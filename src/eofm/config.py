@@ -1050,6 +1050,87 @@ class LoanSplits(Section):
     val: list[int] = setting([2019], doc="validation years")
     test: list[int] = setting([2020, 2021], doc="test years, one store each")
 
+@dataclass(kw_only=True)
+class LoanModelSettings(Section):
+    """Sizes of the LOAN CNN (defaults: the paper's, 413,762 parameters)."""
+
+    widths: list[int] = setting(
+        [32, 64, 128],
+        doc="channels of the three convolution stages (dynamic and static branches alike)",
+        minItems=3,
+        maxItems=3,
+        items={"minimum": 1},
+    )
+    head: list[int] = setting(
+        [256, 128, 32],
+        doc="widths of the head's three hidden layers",
+        minItems=3,
+        maxItems=3,
+        items={"minimum": 1},
+    )
+    dropout: float = setting(
+        0.5, doc="dropout after the head's first two layers", minimum=0, maximum=1
+    )
+    cond_kernel: int = setting(
+        3, doc="kernel of the convolutions that predict scale and shift", minimum=1
+    )
+    time_encoding: bool = setting(
+        True, doc="add the sinusoidal day-of-year encoding to the dynamic features"
+    )
+    time_encoding_base: float = setting(
+        10.0,
+        doc="base of the day-of-year encoding's wavelengths (10 as published, not 10000)",
+        exclusiveMinimum=1,
+    )
+
+
+@dataclass(kw_only=True)
+class LoanTrainSettings(Section):
+    """LOAN training (defaults: the published `train.py`)."""
+
+    epochs: int = setting(40, doc="epochs", minimum=1)
+    batch_size: int = setting(256, doc="batch size", minimum=1)
+    learning_rate: float = setting(3e-5, doc="Adam learning rate", exclusiveMinimum=0)
+    weight_decay: float = setting(0.02, doc="Adam weight decay", minimum=0)
+    eps: float = setting(1e-4, doc="Adam epsilon", exclusiveMinimum=0)
+    step_size: int = setting(23, doc="StepLR: epochs between learning-rate drops", minimum=1)
+    gamma: float = setting(0.1, doc="StepLR: factor of each drop", exclusiveMinimum=0)
+    class_weights: list[float] = setting(
+        [0.5, 0.5],
+        doc="NLL loss weights of the negative and positive class",
+        minItems=2,
+        maxItems=2,
+        items={"minimum": 0},
+    )
+    seed: int = setting(0, doc="seed (same seed, same weights on the CPU)")
+
+
+@dataclass(kw_only=True)
+class LoanBaselineSettings(Section):
+    """The random forest on per-pixel features that LOAN must beat."""
+
+    n_estimators: int = setting(200, doc="trees", minimum=1)
+    class_weight: Literal["balanced", "none"] = setting(
+        "balanced", doc="`balanced` reweights the classes by their frequency; `none` does not"
+    )
+    seed: int = setting(0, doc="seed of the forest")
+
+
+@dataclass(kw_only=True)
+class LoanDangerMapSettings(Section):
+    """Danger maps of the whole cube for a few days."""
+
+    days: list[str] = setting(
+        [], doc="days (`YYYY-MM-DD`) to map; each needs its 10 previous days in the cube"
+    )
+    land_variable: str = setting(
+        "DEM", doc="static cube variable whose finite pixels are land (mapped)", minLength=1
+    )
+    tile_rows: int = setting(
+        64, doc="rows per inference band (memory grows with it, not with the cube)", minimum=1
+    )
+    batch_size: int = setting(1024, doc="patches per forward pass", minimum=1)
+
 
 @dataclass(kw_only=True)
 class LoanSettings(Section):
@@ -1058,7 +1139,17 @@ class LoanSettings(Section):
     enabled: bool = setting(True, doc="cut the samples when `firecube.source` is not `none`")
     samples: LoanSamples = setting(LoanSamples, doc="sample cutting")
     splits: LoanSplits = setting(LoanSplits, doc="years of each split")
-    # model / train subsections go below
+    model: LoanModelSettings = setting(LoanModelSettings, doc="network sizes")
+    train: LoanTrainSettings = setting(LoanTrainSettings, doc="training")
+    baseline: LoanBaselineSettings = setting(LoanBaselineSettings, doc="random-forest baseline")
+    danger_map: LoanDangerMapSettings = setting(LoanDangerMapSettings, doc="danger maps")
+    weights: Literal["none"] | LocalWeights | HubWeights = setting(
+        "none",
+        doc="`none`: train from scratch. `{path: file[, sha256: …]}` or "
+        "`{repo, file, revision, sha256}`: start from the published MIT weights "
+        "(`pretrained_CNN.pth` needs `model.time_encoding: false`, `pretrained_CNN_w_TE.pth` "
+        "`true`), read with `torch.load(weights_only=True)`",
+    )
 
 
 # --------------------------------------------------------------------------- fetch

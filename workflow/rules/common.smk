@@ -214,3 +214,27 @@ def wgast_memory_mb(rule_name):
         return sizing.memory_mb(own_benchmark(rule_name, wildcards), attempt)
 
     return mem_mb
+
+
+# --- wildfire (LOAN)
+
+LOAN = config["loan"]
+LOAN_SAMPLES = "resources/loan/{source}/samples/{split}.zarr"
+
+
+def loan_test_years():
+    """Test years of `loan.splits` (2020 and 2021 by default, as published)."""
+    splits = LOAN.get("splits", {})
+    return [int(y) for y in splits.get("test_years", splits.get("test", [2020, 2021]))]
+
+
+def loan_test_stores(wildcards):
+    return {
+        str(y): LOAN_SAMPLES.format(source=wildcards.source, split=f"test-{y}")
+        for y in loan_test_years()
+    }
+
+
+def loan_pretrained(wildcards):
+    weights = LOAN["weights"]
+    return [weights["path"]] if isinstance(weights, dict) and "path" in weights else []

@@ -1,0 +1,115 @@
+"""LOAN training: loss goes down, best-validation weights saved, resume, determinism."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from eofm.config import LoanSettings
+from eofm.errors import StoreContractError
+from eofm.io import read_json
+from eofm.train.loan import load_trained, train_loan
+from tests.fakes.loan_samples import write_samples
+
+PATCH = 14  # smallest patch the three stages accept; keeps the test fast
+
+
+def _loan(epochs: int = 2, **train: object) -> dict:
+    return LoanSettings.from_dict(
+        {
+            "model": {"widths": [8, 16, 16], "head": [32, 16, 8], "dropout": 0.1},
+            "train": {"epochs": epochs, "batch_size": 32, "learning_rate": 3e-3, **train},
+        }
+    ).as_dict()
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    root = tmp_path_factory.mktemp("samples")
+    train = write_samples(root / "train.zarr", 192, seed=1, patch=PATCH)
+    val = write_samples(root / "val.zarr", 96, seed=2, year=2019, split="val", patch=PATCH)
+    return train, val
+
+
+def _train(tmp_path, stores, name: str, loan: dict, norm: str = "loan", ckpt: str = "ckpt"):
+    out = tmp_path / name
+    out.mkdir(parents=True, exist_ok=True)
+    summary = train_loan(
+        *stores,
+        loan=loan,
+        norm=norm,
+        weights_path=out / "w.safetensors",
+        config_path=out / "w.json",
+        summary_path=out / "summary.json",
+        checkpoint_dir=tmp_path / ckpt,
+    )
+    return out, summary
+
+
+def test_two_epochs_lower_the_loss_and_save_the_best_epoch(tmp_path, stores):
+    out, summary = _train(tmp_path, stores, "a", _loan(epochs=3))
+    metrics = read_json(out / "summary.json")
+    assert summary["epochs"] == 3 and metrics["best_epoch"] in (0, 1, 2)
+    csv = (tmp_path / "ckpt").rglob("metrics.csv")
+    import pandas as pd
+
+    log = pd.concat([pd.read_csv(p) for p in csv])
+    train_loss = log["train_loss_epoch"].dropna().to_numpy()
+    assert train_loss[-1] < train_loss[0]
+    assert metrics["best_val_loss"] == pytest.approx(log["val_loss"].dropna().min(), rel=1e-4)
+    model = load_trained(out / "w.safetensors", out / "w.json")
+    assert model.config.widths == (8, 16, 16)
+    assert metrics["wall_time_per_epoch_s"] > 0
+
+
+def test_same_seed_same_weights_on_cpu(tmp_path, stores):
+    a, _ = _train(tmp_path, stores, "a", _loan(), ckpt="c1")
+    b, _ = _train(tmp_path, stores, "b", _loan(), ckpt="c2")
+    wa, wb = load_file(a / "w.safetensors"), load_file(b / "w.safetensors")
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=0)
+
+
+def test_resume_after_interruption_matches_uninterrupted(tmp_path, stores):
+    full, _ = _train(tmp_path, stores, "full", _loan(epochs=3), ckpt="c_full")
+    # a 3-epoch run killed in its second epoch, then run again in the same folder
+    from eofm.train import loan as loan_mod
+
+    class Killed(RuntimeError):
+        pass
+
+    real = loan_mod.LoanModule.training_step
+
+    def die_in_second_epoch(self, batch, batch_idx):
+        if self.current_epoch == 1 and batch_idx == 2:
+            raise Killed
+        return real(self, batch, batch_idx)
+
+    loan_mod.LoanModule.training_step = die_in_second_epoch
+    try:
+        with pytest.raises(Killed):
+            _train(tmp_path, stores, "part", _loan(epochs=3), ckpt="c_part")
+    finally:
+        loan_mod.LoanModule.training_step = real
+    part, summary = _train(tmp_path, stores, "part", _loan(epochs=3), ckpt="c_part")
+    assert summary["resumed_from_epoch"] == 1
+    wf, wp = load_file(full / "w.safetensors"), load_file(part / "w.safetensors")
+    for k in wf:
+        torch.testing.assert_close(wf[k], wp[k])
+
+
+def test_batchnorm_ablation_trains(tmp_path, stores):
+    _, summary = _train(tmp_path, stores, "bn", _loan(epochs=1), norm="batchnorm")
+    assert summary["norm"] == "batchnorm"
+    assert summary["trainable_parameters"] > 0
+
+
+def test_store_without_labels_is_refused(tmp_path, stores):
+    import xarray as xr
+
+    bad = tmp_path / "bad.zarr"
+    xr.open_zarr(stores[0]).drop_vars("label").to_zarr(bad)
+    with pytest.raises(StoreContractError, match="label"):
+        _train(tmp_path, (bad, stores[1]), "x", _loan(epochs=1))
