@@ -72,7 +72,9 @@ def peft_available() -> bool:
     return importlib.util.find_spec("peft") is not None
 
 
-def band_variables(bands: Sequence[str], variables: Sequence[str], where: str) -> list[tuple[str, int | None]]:
+def band_variables(
+    bands: Sequence[str], variables: Sequence[str], where: str
+) -> list[tuple[str, int | None]]:
     """Map each band to its (variable, index) in a store holding ``variables``.
 
     Fails naming the band, the variable it needs and the store when one is missing.
@@ -94,7 +96,9 @@ def band_variables(bands: Sequence[str], variables: Sequence[str], where: str) -
     return out
 
 
-def stack_bands(ds: Any, bands: Sequence[str], index: Any = slice(None), where: str = "store") -> np.ndarray:
+def stack_bands(
+    ds: Any, bands: Sequence[str], index: Any = slice(None), where: str = "store"
+) -> np.ndarray:
     """Stack ``bands`` of a WGAST store (xarray Dataset) into (N, C, H, W) float32."""
     mapping = band_variables(bands, list(ds.data_vars), where)
     lead = next(iter(ds[mapping[0][0]].dims))
@@ -166,8 +170,12 @@ def model_args(spec: EoModelSpec, mode: str) -> dict[str, Any]:
             {"name": "LearnedInterpolateToPyramidal"},
         ]
         args.pop("decoder_channels")
-        args["decoder_channels"] = [spec.decoder_channels * 4, spec.decoder_channels * 2,
-                                    spec.decoder_channels, spec.decoder_channels // 2]
+        args["decoder_channels"] = [
+            spec.decoder_channels * 4,
+            spec.decoder_channels * 2,
+            spec.decoder_channels,
+            spec.decoder_channels // 2,
+        ]
     if spec.ckpt_path is not None:
         args["backbone_ckpt_path"] = spec.ckpt_path
     if mode == "vpt":
@@ -219,7 +227,9 @@ def build_task(spec: EoModelSpec, mode: str) -> Any:
             pred = self(batch["image"]).output
             return masked_mse(pred, batch["target"], batch["valid"])
 
-        def training_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        def training_step(
+            self, batch: Any, batch_idx: int, dataloader_idx: int = 0
+        ) -> torch.Tensor:
             loss = self._loss(batch)
             self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["image"]))
             return loss
