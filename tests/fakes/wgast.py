@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import xarray as xr
+from rasterio.crs import CRS
 
 HLS = ["BLUE", "GREEN", "RED", "NIR_NARROW", "SWIR_1", "SWIR_2"]
 
@@ -85,7 +86,7 @@ def pairs_dataset(
         band=HLS,
     )
     ds.attrs.update(
-        crs='PROJCS["WGS 84 / UTM zone 32N"]',
+        crs=CRS.from_epsg(32632).to_wkt(),
         transform_10m=[400_000.0, 10.0, 0.0, 5_000_000.0, 0.0, -10.0],
         transform_30m=[400_000.0, 30.0, 0.0, 5_000_000.0, 0.0, -30.0],
         area="testarea",
