@@ -90,7 +90,7 @@ def write_cog(
             src.update_tags(1, units="degC", long_name="land surface temperature")
         with mem.open() as src, atomic_path(path) as tmp:
             rasterio.shutil.copy(
-                src, tmp, driver="COG", overview_resampling="average", blocksize=256
+                src, tmp, driver="COG", overview_resampling="average", blocksize=128
             )
 
 
