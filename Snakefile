@@ -23,6 +23,7 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/weather.smk"
+include: "workflow/rules/eo.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 

@@ -14,6 +14,7 @@ wildcard_constraints:
     sensor=r"modis|landsat|sentinel2",
     backbone=r"[a-z0-9_]+-[a-z]+",
     mode=r"lora|full",
+    eo_mode=r"decoder|vpt|lora|full",
 
 
 ERA5 = config["era5"]
@@ -21,6 +22,7 @@ MERRA2 = config["merra2"]
 TILES = config["tiles"]
 FIRECUBE = config["firecube"]
 WEATHER = config["weather"]
+EO = config["eo"]
 PERIOD = config["period"]
 BACKBONES = plan.backbones(WEATHER)
 MODES = WEATHER["modes"]
@@ -109,6 +111,20 @@ def data_outputs():
 
 def final_outputs():
     return plan.final_outputs(config, MONTHS)
+
+
+def eo_outputs():
+    return plan.eo_outputs(config)
+
+
+def wgast_store(area, name):
+    return plan.wgast_store(config, area, name)
+
+
+def eo_local_weights():
+    """The local checkpoint file of `eo.weights` (a job input), else nothing."""
+    weights = EO["weights"]
+    return [weights["path"]] if isinstance(weights, dict) and "path" in weights else []
 
 
 def benchmark_files(wildcards):

@@ -242,3 +242,39 @@ class CachedDecoder(L.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW([p for p in self.parameters() if p.requires_grad], lr=self.lr)
+
+
+def spec_from_settings(eo: dict[str, Any]) -> EoModelSpec:
+    """The model spec of the ``eo`` config section (weights resolved to a local file)."""
+    from eofm.models.eo.terratorch_task import backbone_checkpoint
+
+    return EoModelSpec(
+        backbone=eo["backbone"],
+        bands=tuple(eo["bands"]),
+        decoder=eo["decoder"],
+        decoder_channels=eo["decoder_channels"],
+        vpt_tokens=eo["vpt_tokens"],
+        lora_rank=eo["lora_rank"],
+        ckpt_path=backbone_checkpoint(eo["weights"]),
+        learning_rate=eo["learning_rate"],
+    )
+
+
+def train_eo_from_settings(
+    *, eo: dict[str, Any], mode: str, train_start: str, train_stop: str, **paths: Any
+) -> dict[str, Any]:
+    """:func:`train_eo` with the ``eo`` config section (what the rule passes)."""
+    training = TrainingSettings(
+        train_start=train_start,
+        train_stop=train_stop,
+        epochs=eo["epochs"],
+        batch_size=eo["batch_size"],
+        learning_rate=eo["learning_rate"],
+        val_fraction=eo["val_fraction"],
+        seed=eo["seed"],
+        checkpoint_every_n_steps=eo.get("checkpoint_every_n_steps"),
+    )
+    cached = bool(eo["latent_cache"]) and mode == "decoder"
+    return train_eo(
+        spec=spec_from_settings(eo), mode=mode, training=training, cached=cached, **paths
+    )

@@ -67,6 +67,31 @@ class EoModelSpec:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
+def backbone_checkpoint(weights: str | Mapping[str, Any]) -> str | None:
+    """The local file behind the ``eo.weights`` setting (``backbone_ckpt_path``), or ``None``.
+
+    ``{path[, sha256]}`` is checked against its sha256 when given; ``{repo, file,
+    revision, sha256}`` is fetched pinned and verified through :mod:`eofm.hub`.
+    """
+    from eofm.hub import HubWeights, download_weights, sha256_file
+
+    if weights == "none":
+        return None
+    if not isinstance(weights, Mapping):
+        raise ValueError(
+            f"eo.weights: {weights!r}; expected 'none', {{path}} or "
+            "{{repo, file, revision, sha256}}"
+        )
+    if "path" in weights:
+        path = str(weights["path"])
+        expected = weights.get("sha256")
+        if expected and sha256_file(path) != str(expected).lower():
+            raise ValueError(f"{path}: sha256 differs from eo.weights.sha256 {expected}")
+        return path
+    spec = HubWeights(weights["repo"], weights["file"], weights["revision"], weights["sha256"])
+    return str(download_weights(spec))
+
+
 def peft_available() -> bool:
     """Whether ``peft`` is importable (the ``lora`` mode is skipped otherwise)."""
     return importlib.util.find_spec("peft") is not None
