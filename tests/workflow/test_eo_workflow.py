@@ -22,12 +22,12 @@ pytestmark = pytest.mark.slow
 def test_eo_stage_trains_the_decoder_mode_and_writes_maps(tmp_path):
     config = yaml.safe_load(TINY.read_text())
     config["tiles"] = {
-        "source": "sample",
+        "source": "stac",  # "sample" arrives with the WGAST data stage
         "areas": {"demo": {"bbox": [0, 40, 1, 41], "crs": "EPSG:32631", "resolution": 1000}},
     }
     config["eo"] = {"modes": ["decoder"], "epochs": 1, "val_fraction": 0.3}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    write_wgast(tmp_path / "resources/wgast/sample/demo", n_pairs=4, size=192)
+    write_wgast(tmp_path / "resources/wgast/stac/demo", n_pairs=4, size=192)
     done = snakemake(
         "eo",
         "--configfile",
