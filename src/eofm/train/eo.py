@@ -128,6 +128,7 @@ def train_eo(
             module = task
             data = PatchDataset(image, target, valid)
         loaders = _loaders(data, train_idx, val_idx, training)
+        rss_before_fit = peak_rss_mb()
         result = fit(
             module,
             *loaders,
@@ -159,6 +160,8 @@ def train_eo(
             "seconds_per_epoch_with_encoding": result["wall_time_per_epoch_s"]
             + encode_s / max(1, training.epochs),
             "peak_rss_mb": peak_rss_mb(),
+            # what training added over the import, the data and (cached) the encoding
+            "training_rss_growth_mb": peak_rss_mb() - rss_before_fit,
             "peak_gpu_memory_mb": result["peak_memory_mb"],
             "device": result["device"],
             "epochs": result["epochs"],
