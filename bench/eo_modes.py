@@ -38,7 +38,8 @@ from eofm.models.eo.predict import predict_eo
 from eofm.models.eo.terratorch_task import EoModelSpec
 from eofm.train.eo import train_eo
 from eofm.train.fit import TrainingSettings
-root, mode, cached, epochs, batch = sys.argv[1], sys.argv[2], sys.argv[3] == "1", *map(int, sys.argv[4:6])
+root, mode, cached = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+epochs, batch = int(sys.argv[4]), int(sys.argv[5])
 out = f"{root}/{mode}-{int(cached)}"
 training = TrainingSettings(train_start="", train_stop="", epochs=epochs, batch_size=batch,
                             learning_rate=1e-3, val_fraction=0.2, seed=0)
