@@ -23,7 +23,6 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from eofm.data.store import write_store
-from eofm.hub import save_weights
 from eofm.io import write_json
 from eofm.models.eo.terratorch_task import (
     TARGET,
@@ -138,7 +137,7 @@ def train_eo(
             checkpoint_every_n_steps=training.checkpoint_every_n_steps,
         )
         n_trainable = trainable_parameters(task if not cached else module)
-        save_weights(
+        save_model_weights(
             task.model,
             weights,
             {
@@ -173,6 +172,21 @@ def train_eo(
         write_json(record, summary)
         run.complete([weights, model_config, summary])
     return record
+
+
+def save_model_weights(
+    model: torch.nn.Module, weights: Any, config: dict[str, Any], config_path: Any
+) -> None:
+    """safetensors of every tensor (copied: LoRA's split qkv views share storage, which
+    ``safetensors.save_model`` refuses) plus the rebuild config, both atomic."""
+    from safetensors.torch import save_file
+
+    from eofm.io import atomic_path
+
+    tensors = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(weights) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+    write_json(config, config_path)
 
 
 def _loaders(

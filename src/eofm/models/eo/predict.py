@@ -19,7 +19,7 @@ import xarray as xr
 from tqdm import tqdm
 
 from eofm.data.store import write_store
-from eofm.hub import load_weights, read_config
+from eofm.hub import read_config
 from eofm.io import atomic_path
 from eofm.models.eo.terratorch_task import EoModelSpec, Standardiser, build_task, stack_bands
 
@@ -32,7 +32,11 @@ def load_task(
     spec = dict(config["spec"])
     spec["bands"] = tuple(spec["bands"])
     task = build_task(EoModelSpec(**spec), config["mode"])
-    load_weights(task.model, weights)
+    from safetensors.torch import load_file
+
+    if not Path(weights).exists():
+        raise FileNotFoundError(f"{weights}: weights file not found")
+    task.model.load_state_dict(load_file(str(weights)), strict=True)
     return task.eval(), config
 
 
