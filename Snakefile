@@ -25,6 +25,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/weather.smk"
 include: "workflow/rules/lst.smk"
 include: "workflow/rules/wildfire.smk"
+include: "workflow/rules/eo.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 

@@ -1179,6 +1179,86 @@ class FetchSettings(Section):
     )
 
 
+# --------------------------------------------------------------------------- eo
+
+
+@dataclass(kw_only=True)
+class EoSettings(Section):
+    """Prithvi-EO through terratorch on the WGAST 10 m LST task, one row per mode."""
+
+    backbone: Literal[
+        "prithvi_eo_tiny",
+        "prithvi_eo_v2_300",
+        "prithvi_eo_v2_300_tl",
+        "prithvi_eo_v2_600",
+        "prithvi_eo_v2_600_tl",
+    ] = setting(
+        "prithvi_eo_tiny",
+        doc="terratorch backbone; `prithvi_eo_tiny` has no published weights and trains from "
+        "random init (offline, CPU); the 300/600 ones want `weights`",
+    )
+    weights: Literal["none"] | LocalWeights | HubWeights = setting(
+        "none",
+        doc="`none`: random init. `{path: file[, sha256]}` or `{repo, file, revision, sha256}` "
+        "(a Prithvi-EO `.pt` from the Hub, pinned): passed to terratorch as "
+        "`backbone_ckpt_path`; bands the checkpoint has are copied, the rest initialised",
+    )
+    bands: list[str] = setting(
+        [
+            "BLUE",
+            "GREEN",
+            "RED",
+            "NIR_NARROW",
+            "SWIR_1",
+            "SWIR_2",
+            "MODIS_LST_T1",
+            "MODIS_LST_T2",
+            "LANDSAT_LST_T1",
+        ],
+        doc="input channels in order: HLS band names read from `sentinel_reflectance_t1` "
+        "(`LANDSAT_<band>` from `landsat_reflectance_t1`), `MODIS_LST_T1`, `MODIS_LST_T2`, "
+        "`LANDSAT_LST_T1`, `NDVI`/`NDWI`/`NDBI` (Sentinel-2 indices)",
+        minItems=1,
+        uniqueItems=True,
+    )
+    decoder: Literal["FCNDecoder", "UNetDecoder"] = setting(
+        "FCNDecoder", doc="terratorch decoder on the last backbone layer"
+    )
+    decoder_channels: int = setting(32, doc="decoder width", minimum=4)
+    modes: list[Literal["decoder", "vpt", "lora", "full"]] = setting(
+        ["decoder"],
+        doc="`decoder`: frozen backbone, decoder trained; `vpt`: frozen backbone plus trainable "
+        "prompt tokens; `lora`: LoRA on the attention (needs the `eo-lora` extra, `peft`); "
+        "`full`: everything trains",
+        minItems=1,
+        uniqueItems=True,
+    )
+    latent_cache: bool = setting(
+        True,
+        doc="`decoder` mode: encode the patches once and train the decoder on cached features",
+    )
+    vpt_tokens: int = setting(8, doc="prompt tokens per layer (`vpt`)", minimum=1)
+    lora_rank: int = setting(4, doc="LoRA rank (`lora`)", minimum=1)
+    epochs: int = setting(5, doc="epochs", minimum=1)
+    batch_size: int = setting(8, doc="batch size", minimum=1)
+    learning_rate: float = setting(0.001, doc="learning rate (AdamW)", exclusiveMinimum=0)
+    val_fraction: float = setting(
+        0.2,
+        doc="fraction of training pairs (the last in time) held out for validation",
+        exclusiveMinimum=0,
+        exclusiveMaximum=0.5,
+    )
+    seed: int = setting(0, doc="seed")
+    window: int = setting(96, doc="prediction window at 10 m (a multiple of 16)", minimum=16)
+    stride: int = setting(24, doc="prediction stride at 10 m; overlaps are averaged", minimum=1)
+    checkpoint_every_n_steps: int | None = setting(
+        None,
+        doc="also save the resumable checkpoint every N optimiser steps",
+        fill=False,
+        minimum=1,
+    )
+
+
 # --------------------------------------------------------------------------- all
 
 
@@ -1194,6 +1274,7 @@ class Settings(Section):
     wgast: WgastSettings = setting(WgastSettings, doc=WgastSettings.__doc__.strip())
     firecube: FirecubeSettings = setting(FirecubeSettings, doc="the FireCube datacube")
     loan: LoanSettings = setting(LoanSettings, doc=LoanSettings.__doc__.strip())
+    eo: EoSettings = setting(EoSettings, doc=EoSettings.__doc__.strip())
     fetch: FetchSettings = setting(FetchSettings, doc=FetchSettings.__doc__.strip())
     credentials: Literal["files", "environment"] = setting(
         "files",

@@ -819,3 +819,26 @@ def benchmark_files(
                     f"eofm.workflow.jobs gave {sorted(wildcards)}"
                 ) from None
     return files
+
+
+# --------------------------------------------------------------------------- eo
+
+
+def wgast_store(config: Section, area: str, name: str) -> str:
+    """A WGAST store ``prepare_wgast`` writes: ``pairs``, ``train`` or ``test``."""
+    if name not in ("pairs", "train", "test"):
+        raise ValueError(f"wgast_store: name {name!r}; expected 'pairs', 'train' or 'test'")
+    return f"resources/wgast/{config['tiles']['source']}/{area}/{name}.zarr"
+
+
+def eo_outputs(config: Section) -> list[str]:
+    """Every Prithvi-EO output: per area and mode, its training summary and LST maps."""
+    tiles = config["tiles"]
+    if tiles["source"] == "none":
+        return []
+    return [
+        f"results/eo/{area}/{mode}/{name}"
+        for area in tiles["areas"]
+        for mode in config["eo"]["modes"]
+        for name in ("training.json", "lst.zarr")
+    ]

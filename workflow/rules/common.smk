@@ -14,6 +14,7 @@ wildcard_constraints:
     sensor=r"modis|landsat|sentinel2",
     backbone=r"[a-z0-9_]+-[a-z]+",
     mode=r"lora|full",
+    eo_mode=r"decoder|vpt|lora|full",
 
 
 ERA5 = config["era5"]
@@ -23,7 +24,7 @@ FIRECUBE = config["firecube"]
 WGAST = config["wgast"]
 LOAN_SPLITS = plan.loan_splits(config)
 WEATHER = config["weather"]
-WGAST = config["wgast"]
+EO = config["eo"]
 PERIOD = config["period"]
 BACKBONES = plan.backbones(WEATHER)
 MODES = WEATHER["modes"]
@@ -147,6 +148,20 @@ def benchmark_pattern(rule):
     if "cost" in rule.output.keys():
         return strip_wildcard_constraints(str(rule.output.cost))
     return None
+
+
+def eo_outputs():
+    return plan.eo_outputs(config)
+
+
+def eo_wgast_store(area, name):
+    return plan.wgast_store(config, area, name)
+
+
+def eo_local_weights():
+    """The local checkpoint file of `eo.weights` (a job input), else nothing."""
+    weights = EO["weights"]
+    return [weights["path"]] if isinstance(weights, dict) and "path" in weights else []
 
 
 def benchmark_files(wildcards):

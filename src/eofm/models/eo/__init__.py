@@ -1,0 +1,1 @@
+"""Prithvi-EO foundation models through terratorch, on the WGAST 10 m LST task."""
