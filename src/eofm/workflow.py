@@ -712,6 +712,19 @@ def final_outputs(config: Section, months: Months) -> list[str]:
 # --------------------------------------------------------------------------- jobs
 
 
+TASK_MODEL_RULES = (
+    "train_wgast",
+    "predict_wgast",
+    "evaluate_wgast",
+    "train_loan",
+    "train_rf_baseline",
+    "evaluate_loan",
+    "danger_map",
+    "train_eo",
+    "predict_eo",
+)
+
+
 def jobs(config: Section, months: Months) -> dict[str, list[Wildcards]]:
     """Every rule's jobs for this config, as the wildcards of each job.
 
@@ -742,6 +755,9 @@ def jobs(config: Section, months: Months) -> dict[str, list[Wildcards]]:
         "cut_firecube_samples": (
             [{"source": config["firecube"]["source"]}] if loan_sample_stores(config) else []
         ),
+        # The task models' rules run from their own targets (`loan_all`, `eo`, the WGAST
+        # results), not from `all` yet: the default run has no job of theirs.
+        **dict.fromkeys(TASK_MODEL_RULES, []),
         "manifest_table": [{}],
         "write_manifest": [],
         "skill_table": [{}],
