@@ -4,8 +4,8 @@ Not a test: prints measured ratios and writes every number as JSON. Usage:
 
     python bench/eo_modes.py --pairs 8 --size 192 --epochs 10 --batch 8 --out eo-modes.json
 
-Synthetic WGAST stores (``tests/fakes/wgast_reflectance.py``, the data contract's layout) are written
-once; each mode then trains in its own process (so each peak RSS is that mode's alone) on
+Synthetic WGAST stores (``tests/fakes/wgast_reflectance.py``, the data contract's layout) are
+written once; each mode then trains in its own process (so each peak RSS is that mode's alone) on
 the same patches at the same batch size: ``decoder`` online, ``decoder`` on the latent
 cache, ``vpt``, ``lora`` (when ``peft`` is installed) and ``full``. Each is then predicted
 over the test pairs and scored at 30 m (the prediction averaged over 3×3 blocks) against

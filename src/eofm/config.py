@@ -1050,6 +1050,7 @@ class LoanSplits(Section):
     val: list[int] = setting([2019], doc="validation years")
     test: list[int] = setting([2020, 2021], doc="test years, one store each")
 
+
 @dataclass(kw_only=True)
 class LoanModelSettings(Section):
     """Sizes of the LOAN CNN (defaults: the paper's, 413,762 parameters)."""

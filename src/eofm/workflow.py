@@ -757,7 +757,7 @@ def jobs(config: Section, months: Months) -> dict[str, list[Wildcards]]:
         ),
         # The task models' rules run from their own targets (`loan_all`, `eo`, the WGAST
         # results), not from `all` yet: the default run has no job of theirs.
-        **dict.fromkeys(TASK_MODEL_RULES, []),
+        **{rule: [] for rule in TASK_MODEL_RULES},
         "manifest_table": [{}],
         "write_manifest": [],
         "skill_table": [{}],
