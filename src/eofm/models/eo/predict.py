@@ -20,8 +20,8 @@ from tqdm import tqdm
 
 from eofm.data.store import write_store
 from eofm.hub import read_config
-from eofm.io import atomic_path
 from eofm.models.eo.terratorch_task import EoModelSpec, Standardiser, build_task, stack_bands
+from eofm.models.lst.predict import window_starts, write_cog
 
 
 def load_task(
@@ -38,16 +38,6 @@ def load_task(
         raise FileNotFoundError(f"{weights}: weights file not found")
     task.model.load_state_dict(load_file(str(weights)), strict=True)
     return task.eval(), config
-
-
-def window_starts(size: int, window: int, stride: int) -> list[int]:
-    """Window origins at ``stride`` that cover ``size``, the last one flush with the edge."""
-    if size < window:
-        raise ValueError(f"image side {size} is smaller than the prediction window {window}")
-    starts = list(range(0, size - window + 1, stride))
-    if starts[-1] != size - window:
-        starts.append(size - window)
-    return starts
 
 
 @torch.no_grad()
@@ -71,33 +61,6 @@ def predict_image(
     return (total / count).astype(np.float32)
 
 
-def write_cog(
-    lst: np.ndarray, path: str | os.PathLike[str], crs: str, transform: list[float]
-) -> None:
-    """One float32 band of °C with CRS, transform and overviews, as a COG (atomic)."""
-    import rasterio
-    from rasterio.io import MemoryFile
-    from rasterio.transform import Affine
-
-    profile = {
-        "driver": "GTiff",
-        "height": lst.shape[0],
-        "width": lst.shape[1],
-        "count": 1,
-        "dtype": "float32",
-        "crs": crs,
-        "transform": Affine.from_gdal(*transform),
-    }
-    with MemoryFile() as mem:
-        with mem.open(**profile) as src:
-            src.write(lst, 1)
-            src.update_tags(1, units="degC", long_name="land surface temperature")
-        with mem.open() as src, atomic_path(path) as tmp:
-            rasterio.shutil.copy(
-                src, tmp, driver="COG", overview_resampling="average", blocksize=128
-            )
-
-
 def predict_eo(
     *,
     pairs_store: str | os.PathLike[str],
@@ -109,8 +72,6 @@ def predict_eo(
     stride: int = 24,
 ) -> list[Path]:
     """Predict every test pair of ``pairs_store``; write COGs and ``lst_store``."""
-    import rasterio.shutil  # noqa: F401  (used by write_cog)
-
     task, config = load_task(weights, model_config)
     inputs = Standardiser.from_json(config["inputs"])
     labels = Standardiser.from_json(config["labels"])
@@ -127,7 +88,13 @@ def predict_eo(
             lst = labels.invert(predict_image(task, image, window, stride))
             t2 = pd.Timestamp(ds["t2"].values[p])
             path = out / f"lst_{t2:%Y%m%d}.tif"
-            write_cog(lst, path, ds.attrs["crs"], list(ds.attrs["transform_10m"]))
+            write_cog(
+                lst,
+                path,
+                ds.attrs["crs"],
+                list(ds.attrs["transform_10m"]),
+                long_name="land surface temperature (Prithvi-EO, 10 m)",
+            )
             written.append(path)
             maps.append(lst)
             times.append(t2.to_datetime64())

@@ -25,13 +25,14 @@ INPUTS = ("modis_t1", "modis_t2", "landsat_lst_t1", "landsat_indices_t1", "senti
 LST_INPUTS = ("modis_t1", "modis_t2", "landsat_lst_t1")
 
 
-def window_starts(n30: int, size30: int, stride30: int) -> list[int]:
-    """Window origins on the 30 m grid covering 0..n30, the last flush with the edge."""
-    if n30 < size30:
-        raise ValueError(f"image of {n30} px at 30 m is smaller than a {size30} px window")
-    starts = list(range(0, n30 - size30 + 1, stride30))
-    if starts[-1] != n30 - size30:
-        starts.append(n30 - size30)
+def window_starts(size: int, window: int, stride: int) -> list[int]:
+    """Window origins at ``stride`` that cover ``size`` pixels, the last flush with the edge
+    (WGAST and Prithvi-EO prediction both tile whole images this way)."""
+    if size < window:
+        raise ValueError(f"image side {size} is smaller than the prediction window {window}")
+    starts = list(range(0, size - window + 1, stride))
+    if starts[-1] != size - window:
+        starts.append(size - window)
     return starts
 
 
@@ -85,8 +86,16 @@ def predict_image(
     return out
 
 
-def write_cog(array: np.ndarray, path: str | os.PathLike[str], crs: str, transform: Any) -> Path:
-    """A float32 °C Cloud-Optimised GeoTIFF (DEFLATE, internal overviews), written atomically."""
+def write_cog(
+    array: np.ndarray,
+    path: str | os.PathLike[str],
+    crs: str,
+    transform: Any,
+    long_name: str = "land surface temperature (WGAST, 10 m)",
+) -> Path:
+    """A float32 °C Cloud-Optimised GeoTIFF (DEFLATE, internal overviews), written atomically.
+
+    Blocks of 128 px, so that even a small area gets overviews."""
     affine = transform if isinstance(transform, Affine) else Affine.from_gdal(*transform)
     h, w = array.shape
     with atomic_path(path) as tmp:
@@ -103,10 +112,10 @@ def write_cog(array: np.ndarray, path: str | os.PathLike[str], crs: str, transfo
             nodata=NODATA,
             compress="deflate",
             overview_resampling="average",
-            blocksize=256,
+            blocksize=128,
         ) as dst:
             dst.write(array.astype(np.float32), 1)
-            dst.update_tags(1, units="degC", long_name="land surface temperature (WGAST, 10 m)")
+            dst.update_tags(1, units="degC", long_name=long_name)
     return Path(path)
 
 
