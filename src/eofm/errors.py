@@ -79,6 +79,7 @@ __all__ = [
     "HubDownloadError",
     "HubError",
     "OutputError",
+    "PairSelectionError",
     "QCError",
     "StoreContractError",
     "TileError",
