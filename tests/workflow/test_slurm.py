@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from eofm.workflow import TASK_MODEL_RULES
 from tests.workflow.run import DAG_TIMEOUT_S, ROOT, TINY, snakemake
 from tests.workflow.test_profiles import gpu_rules
 
@@ -116,8 +117,10 @@ def slurm_run(cluster, tmp_path_factory) -> Path:
 def test_gpu_rules_ran_on_the_gpu_partition_with_a_gpu_and_cpu_rules_did_not(slurm_run):
     headers = _headers(slurm_run)
     gpu = gpu_rules()
+    # The task models' rules are not in this weather DAG (nor in `all` yet).
+    expected = sorted(gpu - set(TASK_MODEL_RULES))
     ran_gpu = sorted(set(headers) & gpu)
-    assert ran_gpu == sorted(gpu), f"GPU rules this DAG should run: {sorted(gpu)}; ran {ran_gpu}"
+    assert ran_gpu == expected, f"GPU rules this DAG should run: {expected}; ran {ran_gpu}"
     for rule, jobs in headers.items():
         for job in jobs:
             assert "slurm_job" in job, f"{rule}: ran outside SLURM ({job})"
