@@ -31,12 +31,14 @@ def _input_block(body: str) -> str:
     return match.group(1) if match else ""
 
 
+ERA5_INPUTS = r"\b(era5_stores|encode_inputs|test_stores|ERA5_STATIC)\b"
+
+
 def test_every_reader_of_an_era5_store_takes_and_checks_its_qc():
     readers = {
         name: body
         for name, body in _rules().items()
-        if name not in QC_PRODUCERS
-        and re.search(r"\b(era5_stores|encode_inputs|test_stores|ERA5_STATIC)\b", _input_block(body))
+        if name not in QC_PRODUCERS and re.search(ERA5_INPUTS, _input_block(body))
     }
     assert {"compute_stats", "pretrain_backbone", "encode_latents", "train_decoder"} <= set(readers)
     assert {"finetune_backbone", "evaluate_decoder", "evaluate_finetuned"} <= set(readers)
