@@ -313,3 +313,11 @@ def test_backbone_names_are_the_registered_weather_backbones():
     from eofm.models.weather import WEATHER_BACKBONES
 
     assert tuple(sorted(BACKBONE_NAMES)) == WEATHER_BACKBONES.names()
+
+
+def test_the_orleans_config_restores_the_papers_wgast_sizes_over_the_demo_ones():
+    demo = cfg.load(merged()).wgast
+    paper = cfg.load(merged(from_file("config/wgast-orleans.yaml"))).wgast
+    assert demo.model != cfg.WgastModelSettings() and demo.train.epochs < 110
+    assert paper.model == cfg.WgastModelSettings()
+    assert (paper.train.epochs, paper.train.learning_rate) == (110, 0.0002)

@@ -682,6 +682,15 @@ def wgast_tile_stores(tiles: Section, months: Months, area: str) -> dict[str, li
     return {s: [f"{prefix}/{s}/{m}.zarr" for m in months.tiles] for s in sensors}
 
 
+def wgast_results(area: str) -> list[str]:
+    """What `evaluate_wgast` writes for ``area``: the table (CSV, Markdown) and the maps."""
+    return [
+        f"results/tables/wgast-{area}.csv",
+        f"results/tables/wgast-{area}.md",
+        f"results/figures/wgast/{area}",
+    ]
+
+
 def final_outputs(config: Section, months: Months) -> list[str]:
     """What `snakemake` (rule all) builds."""
     weather = config["weather"]
@@ -695,7 +704,7 @@ def final_outputs(config: Section, months: Months) -> list[str]:
         *loan_sample_stores(config),
     ]
     for area in wgast_areas(config):
-        outputs += list(wgast_prepared(config["tiles"], area).values())
+        outputs += [*wgast_prepared(config["tiles"], area).values(), *wgast_results(area)]
     for backbone in backbones(weather):
         outputs += [
             f"results/tables/weather-modes-{backbone}.csv",
@@ -713,9 +722,6 @@ def final_outputs(config: Section, months: Months) -> list[str]:
 
 
 TASK_MODEL_RULES = (
-    "train_wgast",
-    "predict_wgast",
-    "evaluate_wgast",
     "train_loan",
     "train_rf_baseline",
     "evaluate_loan",
@@ -751,12 +757,16 @@ def jobs(config: Section, months: Months) -> dict[str, list[Wildcards]]:
         "prepare_wgast": [
             {"source": config["tiles"]["source"], "area": a} for a in wgast_areas(config)
         ],
+        **{
+            rule: [{"area": a} for a in wgast_areas(config)]
+            for rule in ("train_wgast", "predict_wgast", "evaluate_wgast")
+        },
         "fetch_firecube": [],
         "cut_firecube_samples": (
             [{"source": config["firecube"]["source"]}] if loan_sample_stores(config) else []
         ),
-        # The task models' rules run from their own targets (`loan_all`, `eo`, the WGAST
-        # results), not from `all` yet: the default run has no job of theirs.
+        # The task models' rules that run from their own targets (`loan_all`, `eo`), not
+        # from `all` yet: the default run has no job of theirs.
         **{rule: [] for rule in TASK_MODEL_RULES},
         "manifest_table": [{}],
         "write_manifest": [],

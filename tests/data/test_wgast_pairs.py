@@ -81,6 +81,18 @@ def test_split_is_strictly_by_date(test_from):
     assert total < sel.candidates
 
 
+def test_each_test_date_has_one_pair_the_latest_t1():
+    modis, landsat, s2 = _series({d: 1.0 for d in range(0, 120, 16)})
+    sel = select_pairs(modis, landsat, s2, WgastPrepare.from_dict({"test_from": "2020-03-01"}))
+    targets = [p.t2 for p in sel.test]
+    assert len(targets) == len(set(targets))
+    day = lambda n: D0 + timedelta(days=n)  # noqa: E731
+    # 2020-04-24 (day 112) is reachable from day 80 and day 96: the later t1 is kept
+    assert [p.t1 for p in sel.test if p.t2 == day(112)] == [day(96)]
+    # training pairs may share a target date: they are samples, not table rows
+    assert len({p.t2 for p in sel.train}) < len(sel.train)
+
+
 def test_split_without_test_pairs_is_an_error():
     modis, landsat, s2 = _series({0: 1.0, 16: 1.0, 32: 1.0})
     with pytest.raises(PairSelectionError, match=r"test_from 2021-01-01 .* 0 test pair"):

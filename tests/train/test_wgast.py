@@ -6,14 +6,14 @@ import pytest
 import torch
 
 from eofm.config import WgastModelSettings, WgastTrainSettings
-from eofm.train.wgast import load_generator, train_wgast
+from eofm.train.wgast import WgastModule, load_generator, train_wgast
 from tests.fakes.wgast import write_wgast_stores
 
 SMALL = {"channels": [4, 8, 8, 8, 8], "dropout": 0.0, "disc_channels": 8}
 
 
-def _train(tmp_path, epochs, ckpt="ckpt", **kwargs):
-    stores = write_wgast_stores(tmp_path / "stores", n_pairs=2, h=144, w=144)
+def _train(tmp_path, epochs, ckpt="ckpt", side=144, **kwargs):
+    stores = write_wgast_stores(tmp_path / "stores", n_pairs=2, h=side, w=side)
     out = tmp_path / f"out{epochs}"
     out.mkdir(exist_ok=True)
     train = WgastTrainSettings.from_dict(
@@ -55,3 +55,37 @@ def test_training_is_seed_deterministic_on_cpu(tmp_path):
     assert [r["g_loss"] for r in first["history"]] == pytest.approx(
         [r["g_loss"] for r in again["history"]], rel=1e-5
     )
+
+
+class Killed(RuntimeError):
+    """Stands in for a job killed between two epochs (a node failure, a SLURM TIMEOUT)."""
+
+
+def test_a_killed_run_resumes_from_its_last_epoch_to_the_uninterrupted_weights(
+    tmp_path, monkeypatch
+):
+    whole, whole_out = _train(tmp_path / "whole", 2, side=120, batch_size=4)
+    assert whole["resumed_from_epoch"] == 0
+
+    start = WgastModule.on_train_epoch_start
+
+    def kill_in_epoch_two(self):
+        if self.current_epoch == 1:
+            raise Killed("killed at the start of epoch 2")
+        start(self)
+
+    monkeypatch.setattr(WgastModule, "on_train_epoch_start", kill_in_epoch_two)
+    with pytest.raises(Killed):
+        _train(tmp_path / "resumed", 2, side=120, batch_size=4)
+    monkeypatch.setattr(WgastModule, "on_train_epoch_start", start)
+
+    resumed, resumed_out = _train(tmp_path / "resumed", 2, side=120, batch_size=4)
+    assert resumed["resumed_from_epoch"] == 1
+    assert [r["epoch"] for r in resumed["history"]] == [1.0, 2.0]  # restored history
+    assert [r["g_loss"] for r in resumed["history"]] == pytest.approx(
+        [r["g_loss"] for r in whole["history"]], rel=1e-5
+    )
+    a, _ = load_generator(whole_out / "g.safetensors", whole_out / "g.json")
+    b, _ = load_generator(resumed_out / "g.safetensors", resumed_out / "g.json")
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.allclose(x, y, atol=1e-6), name

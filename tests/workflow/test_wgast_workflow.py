@@ -1,8 +1,14 @@
-"""WGAST's data preparation in the DAG: the paper's area on the stac route resolves offline."""
+"""WGAST in the DAG: the default run scores it; the paper's area on the stac route resolves
+offline."""
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
+import pandas as pd
 import pytest
+import rasterio
 
 from tests.workflow.run import ROOT, snakemake
 from tests.workflow.test_workflow_sources import job_counts
@@ -23,3 +29,22 @@ def test_orleans_config_dry_run_resolves_offline(tmp_path):
     # 2017-04 .. 2024-10: 91 months × three sensors, then one preparation
     assert counts["fetch_tiles"] == 91 * 3 and counts["prepare_wgast"] == 1
     assert "resources/tiles/stac/orleans/landsat/2024-10.zarr" in result.stdout
+
+
+@pytest.mark.slow
+def test_the_default_dag_trains_predicts_and_scores_wgast(finished_run):
+    area = finished_run / "results"
+    table = pd.read_csv(area / "tables/wgast-demo.csv")
+    assert set(table.method) == {"bicubic", "regression", "wgast"}
+    assert set(table.reference) == {"landsat_t2", "truth_10m"}
+    assert not table.duplicated(["date", "reference", "method"]).any()  # a row per test date
+    assert np.isfinite(table[["rmse", "ssim", "psnr", "sam", "cc", "ergas"]]).all().all()
+    dates = sorted(table.date.unique())
+    cogs = sorted((area / "wgast/demo/cogs").glob("lst_*.tif"))
+    assert [c.stem.removeprefix("lst_") for c in cogs] == [d.replace("-", "") for d in dates]
+    with rasterio.open(cogs[0]) as cog:
+        assert cog.crs.to_epsg() == 32631 and cog.res == (10.0, 10.0)
+    maps = sorted((area / "figures/wgast/demo").glob("map_*.png"))
+    assert len(maps) == len(dates)
+    summary = json.loads((area / "wgast/demo/train.json").read_text())
+    assert summary["history"] and summary["generator_parameters"] > 0

@@ -63,7 +63,7 @@ rule predict_wgast:
         config=rules.train_wgast.output.config,
     output:
         cogs=directory("results/wgast/{area}/cogs"),
-        series="results/wgast/{area}/lst.zarr",
+        series=directory("results/wgast/{area}/lst.zarr"),
     params:
         predict=WGAST["predict"],
     threads: 2

@@ -245,10 +245,29 @@ def select_pairs(
     return Selection(train, test, split_day, len(wanted))
 
 
+def one_per_target_date(pairs: Sequence[Pair], area: str = "area") -> list[Pair]:
+    """One test pair per t2: the one with the latest t1 (the shortest gap, the most
+    recent fine image), so that each target date has one prediction and one table row."""
+    best: dict[date, Pair] = {}
+    for p in pairs:
+        if p.t2 not in best or p.t1 > best[p.t2].t1:
+            best[p.t2] = p
+    kept = [p for p in pairs if best[p.t2] is p]
+    if len(kept) < len(pairs):
+        log.info(
+            "wgast %s: test dates with several t1: kept %s, left out %s",
+            area,
+            [f"{p.t1}/{p.t2}" for p in kept],
+            [f"{p.t1}/{p.t2}" for p in pairs if p not in kept],
+        )
+    return kept
+
+
 def split_by_date(
     pairs: Sequence[Pair], settings: WgastPrepare, area: str = "area"
 ) -> tuple[list[Pair], list[Pair], date]:
-    """(train, test, split day): train t2 < split day ≤ test t1; straddling pairs dropped."""
+    """(train, test, split day): train t2 < split day ≤ test t1; straddling pairs dropped;
+    one test pair per target date (`one_per_target_date`)."""
     if settings.test_from is not None:
         split_day = date.fromisoformat(settings.test_from)
     else:  # the t1 whose split leaves a test share nearest test_fraction (then most pairs)
@@ -262,8 +281,8 @@ def split_by_date(
                 options.append((abs(share - fraction), -(n_train + n_test), day))
         split_day = min(options)[2] if options else max(p.t1 for p in pairs)
     train = [p for p in pairs if p.t2 < split_day]
-    test = [p for p in pairs if p.t1 >= split_day]
-    dropped = [p for p in pairs if p not in train and p not in test]
+    test = one_per_target_date([p for p in pairs if p.t1 >= split_day], area)
+    dropped = [p for p in pairs if p not in train and p.t1 < split_day]
     if dropped:
         log.info(
             "wgast %s: %d pair(s) straddle the split day %s and are dropped: %s",
