@@ -73,6 +73,16 @@ def test_a_cds_month_is_era5t_until_final_era5_replaces_it():
     assert plan.era5_release("arco", "2024-02", now=pd.Timestamp("2024-03-10")) == "final"
 
 
+def test_caching_needs_the_cache_folder_when_cache_is_given(monkeypatch, tmp_path):
+    monkeypatch.delenv(plan.CACHE_VARIABLE, raising=False)
+    assert plan.caching(None) is False
+    with pytest.raises(plan.WorkflowConfigError, match="SNAKEMAKE_OUTPUT_CACHE is not set"):
+        plan.caching([])
+    monkeypatch.setenv(plan.CACHE_VARIABLE, str(tmp_path))
+    assert plan.caching([]) is True
+    assert plan.caching(["fetch_era5"]) is True
+
+
 def test_eofm_now_replaces_the_clock_for_lag_and_release(monkeypatch):
     monkeypatch.setenv(plan.NOW_VARIABLE, "2024-03-12T00:00+01:00")
     assert plan.utc_now() == pd.Timestamp("2024-03-11T23:00")

@@ -37,6 +37,9 @@ ERA5_FINAL_AFTER_DAYS = 90
 #: variable that replaces the clock (an ISO date or time, UTC) for the plan's date decisions
 NOW_VARIABLE = "EOFM_NOW"
 
+#: Snakemake's between-workflow cache folder (or storage URI), read by `--cache`
+CACHE_VARIABLE = "SNAKEMAKE_OUTPUT_CACHE"
+
 
 class WorkflowConfigError(ConfigError):
     """The config asks for something the workflow cannot build (no published month, …)."""
@@ -67,6 +70,22 @@ def utc_now() -> pd.Timestamp:
     if now.tzinfo is not None:
         now = now.tz_convert("UTC").tz_localize(None)
     return now
+
+
+def caching(cache_rules: Sequence[str] | None) -> bool:
+    """Whether this run uses the between-workflow cache (``--cache``, any rule list).
+
+    Snakemake 9.27, given ``--cache`` without ``$SNAKEMAKE_OUTPUT_CACHE``, warns and
+    then fails every cached job ("Cache backend unavailable"): stop before any job.
+    """
+    if cache_rules is None:
+        return False
+    if not os.environ.get(CACHE_VARIABLE):
+        raise WorkflowConfigError(
+            f"--cache was given but the environment variable {CACHE_VARIABLE} is not set; "
+            "expected the shared cache folder (or drop --cache)"
+        )
+    return True
 
 
 def era5_release(source: str, month: str, now: pd.Timestamp | None = None) -> str:

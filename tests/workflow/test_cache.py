@@ -236,3 +236,12 @@ def test_cds_months_come_from_the_cache_and_an_era5t_month_has_a_key_of_its_own(
         dry = _cds_run(third, cache, cds, "--dry-run")  # today both months are final
         assert set(dict(WILL_BE.findall(dry)).values()) == {"obtained from"}, dry[-3000:]
         assert len(cds.submitted) == requests
+
+
+def test_cache_without_the_cache_folder_stops_before_any_job(tmp_path):
+    # Snakemake alone would warn, then fail every cached job ("Cache backend unavailable")
+    env = {k: v for k, v in os.environ.items() if k != "SNAKEMAKE_OUTPUT_CACHE"}
+    result = snakemake(STORES[2], "--configfile", str(TINY), "--cache", workdir=tmp_path, env=env)
+    assert result.returncode != 0
+    assert "SNAKEMAKE_OUTPUT_CACHE is not set" in result.stderr, result.stderr[-3000:]
+    assert not (tmp_path / "resources").exists()

@@ -53,7 +53,10 @@ onstart:
 
 # `--cache` given: the rules marked `cache:` take their outputs from (or put them into)
 # $SNAKEMAKE_OUTPUT_CACHE
-CACHING = workflow.workflow_settings.cache is not None
+try:
+    CACHING = plan.caching(workflow.workflow_settings.cache)
+except plan.WorkflowConfigError as err:
+    raise WorkflowError(str(err)) from None
 
 
 def cached_store(path):
