@@ -9,7 +9,7 @@ import time
 import pytest
 
 from eofm import sizing
-from eofm.cost import measure, record_cost
+from eofm.cost import job_cost, measure, record_cost
 from eofm.evaluate.benchmarks import read_benchmarks, summarise_benchmarks
 
 
@@ -58,3 +58,18 @@ def test_a_failed_job_leaves_no_cost_file(tmp_path):
         raise RuntimeError("boom")
     assert not path.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_job_cost_writes_to_the_cost_output_only_where_the_job_has_one(tmp_path):
+    from snakemake.iocontainers import Namedlist
+
+    cached = Namedlist(
+        fromdict={"store": str(tmp_path / "a.zarr"), "cost": str(tmp_path / "c.tsv")}
+    )
+    with job_cost(cached):
+        time.sleep(0.05)
+    assert read_benchmarks([tmp_path / "c.tsv"], root=tmp_path).iloc[0]["s"] >= 0.05
+    plain = Namedlist(fromdict={"store": str(tmp_path / "b.zarr")})
+    with job_cost(plain):  # a rule with benchmark:, which Snakemake measures
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.tsv"]

@@ -62,6 +62,42 @@ def test_published_asks_nothing_of_sources_without_an_archive():
         assert plan.published(months, section, "x", now=pd.Timestamp("2000-01-01")) == months
 
 
+def test_a_cds_month_is_era5t_until_final_era5_replaces_it():
+    # Feb 2024 ends on the 29th: ERA5T until ERA5_FINAL_AFTER_DAYS later
+    final_from = pd.Timestamp("2024-02-29T23:59:59") + pd.Timedelta(days=plan.ERA5_FINAL_AFTER_DAYS)
+    assert plan.era5_release("cds", "2024-02", now=pd.Timestamp("2024-03-10")) == "era5t"
+    assert plan.era5_release("cds", "2024-02", now=final_from - pd.Timedelta(hours=1)) == "era5t"
+    assert plan.era5_release("cds", "2024-02", now=final_from + pd.Timedelta(days=1)) == "final"
+    assert plan.era5_release("cds", "2024-01", now=final_from) == "final"
+    # ARCO serves final ERA5 only (the route fails past valid_time_stop)
+    assert plan.era5_release("arco", "2024-02", now=pd.Timestamp("2024-03-10")) == "final"
+
+
+def test_caching_needs_the_cache_folder_when_cache_is_given(monkeypatch, tmp_path):
+    monkeypatch.delenv(plan.CACHE_VARIABLE, raising=False)
+    assert plan.caching(None) is False
+    with pytest.raises(plan.WorkflowConfigError, match="SNAKEMAKE_OUTPUT_CACHE is not set"):
+        plan.caching([])
+    monkeypatch.setenv(plan.CACHE_VARIABLE, str(tmp_path))
+    assert plan.caching([]) is True
+    assert plan.caching(["fetch_era5"]) is True
+
+
+def test_eofm_now_replaces_the_clock_for_lag_and_release(monkeypatch):
+    monkeypatch.setenv(plan.NOW_VARIABLE, "2024-03-12T00:00+01:00")
+    assert plan.utc_now() == pd.Timestamp("2024-03-11T23:00")
+    section = {"source": "cds", "publication_lag_days": 10}
+    assert plan.published(["2024-01", "2024-02"], section, "era5") == ["2024-01", "2024-02"]
+    assert plan.era5_release("cds", "2024-02") == "era5t"
+    monkeypatch.setenv(plan.NOW_VARIABLE, "2024-06-15")
+    assert plan.era5_release("cds", "2024-02") == "final"
+    monkeypatch.setenv(plan.NOW_VARIABLE, "next tuesday")
+    with pytest.raises(plan.WorkflowConfigError, match="EOFM_NOW='next tuesday'"):
+        plan.utc_now()
+    monkeypatch.delenv(plan.NOW_VARIABLE)
+    assert abs(plan.utc_now() - pd.Timestamp.now(tz="UTC").tz_localize(None)) < pd.Timedelta("1min")
+
+
 def test_workflow_months_split_train_and_test_and_fail_without_a_published_month():
     cfg = config()  # train Jan-Feb, test Mar 2020
     months = months_of(cfg)
@@ -175,7 +211,7 @@ def test_data_leaves_out_merra2_static_fields_no_one_asked_for():
     stores = [store for _, store, _ in plan.data_stores(cfg, months)]
     assert "resources/merra2/local/2020-01.zarr" in stores
     assert "resources/merra2/local/static.zarr" not in stores
-    assert plan.jobs(cfg, months)["fetch_merra2_static"] == []
+    assert plan.jobs(cfg, months)["fetch_merra2_static_local"] == []
     assert "resources/era5/sample/static.zarr" in plan.data_outputs(cfg, months)  # backbones
 
 
@@ -190,8 +226,11 @@ def test_jobs_give_each_fetch_rule_the_wildcards_of_its_stores():
     assert table["generate_era5_sample"] == []
     assert table["fetch_era5"][0] == {"source": "arco", "month": "2020-01"}
     assert table["fetch_era5_static"] == [{"source": "arco"}]
-    assert table["fetch_merra2"][-1] == {"source": "local", "month": "2020-03"}
-    assert table["fetch_merra2_static"] == [{"source": "local"}]
+    assert table["fetch_era5_local"] == []
+    # the local route has uncached rules of its own
+    assert table["fetch_merra2"] == []
+    assert table["fetch_merra2_local"][-1] == {"source": "local", "month": "2020-03"}
+    assert table["fetch_merra2_static_local"] == [{"source": "local"}]
     assert table["fetch_tiles"][0] == {
         "source": "local",
         "area": "demo",

@@ -207,7 +207,7 @@ class Era5Local(Section):
         [],
         doc="globs of the month files (NetCDF or GRIB; new-CDS, legacy ERA5 or GRIB names). "
         "Include the previous month's file so the first 6 h sums can reach back. The matched "
-        "files are inputs of `fetch_era5`, so editing one reruns its months",
+        "files are inputs of `fetch_era5_local`, so editing one reruns its months",
     )
     static_paths: list[str] = setting(
         [],

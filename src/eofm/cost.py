@@ -16,14 +16,15 @@ import socket
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from eofm.evaluate.benchmarks import HEADER
 from eofm.io import atomic_path
 
-__all__ = ["Cost", "measure", "record_cost", "write_cost"]
+__all__ = ["Cost", "job_cost", "measure", "record_cost", "write_cost"]
 
 # Extra trailing column after Snakemake's fixed header; readers ignore trailing columns.
 COLUMNS = (*HEADER, "host")
@@ -97,3 +98,13 @@ def record_cost(path: str | os.PathLike[str]) -> Iterator[None]:
     with measure() as cost:
         yield
     write_cost(cost[0], path)
+
+
+def job_cost(output: Any) -> AbstractContextManager[None]:
+    """:func:`record_cost` into the job's ``cost`` output if it has one, else nothing.
+
+    One script serves a cached rule (``cost`` output) and its uncached sibling (the
+    `local` route, whose ``benchmark:`` Snakemake writes itself).
+    """
+    names = output.keys() if hasattr(output, "keys") else ()
+    return record_cost(output.cost) if "cost" in names else nullcontext()

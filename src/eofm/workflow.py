@@ -30,6 +30,16 @@ Wildcards = dict[str, str]
 #: sources whose months exist as soon as they are asked for (no archive lag)
 IMMEDIATE_SOURCES = ("sample", "local", "none")
 
+#: ECMWF replaces ERA5T, the preliminary ERA5 of recent months, by final ERA5 two to three
+#: months after a month ends; a CDS month younger than this may still be ERA5T
+ERA5_FINAL_AFTER_DAYS = 90
+
+#: variable that replaces the clock (an ISO date or time, UTC) for the plan's date decisions
+NOW_VARIABLE = "EOFM_NOW"
+
+#: Snakemake's between-workflow cache folder (or storage URI), read by `--cache`
+CACHE_VARIABLE = "SNAKEMAKE_OUTPUT_CACHE"
+
 
 class WorkflowConfigError(ConfigError):
     """The config asks for something the workflow cannot build (no published month, …)."""
@@ -43,6 +53,57 @@ def months_between(start: str, stop: str) -> list[str]:
     return [p.strftime("%Y-%m") for p in pd.period_range(start[:7], stop[:7], freq="M")]
 
 
+def utc_now() -> pd.Timestamp:
+    """Now in UTC without time zone, or the time in ``$EOFM_NOW``.
+
+    The publication lag and the ERA5T flag depend on the date; the variable replays the
+    decisions a scheduled run took (or will take) on another day.
+    """
+    value = os.environ.get(NOW_VARIABLE)
+    try:
+        now = pd.Timestamp(value) if value else pd.Timestamp.now(tz="UTC")
+    except ValueError as err:
+        raise WorkflowConfigError(
+            f"environment variable {NOW_VARIABLE}={value!r}: expected an ISO date or time "
+            f"such as 2026-05-01 ({err})"
+        ) from None
+    if now.tzinfo is not None:
+        now = now.tz_convert("UTC").tz_localize(None)
+    return now
+
+
+def caching(cache_rules: Sequence[str] | None) -> bool:
+    """Whether this run uses the between-workflow cache (``--cache``, any rule list).
+
+    Snakemake 9.27, given ``--cache`` without ``$SNAKEMAKE_OUTPUT_CACHE``, warns and
+    then fails every cached job ("Cache backend unavailable"): stop before any job.
+    """
+    if cache_rules is None:
+        return False
+    if not os.environ.get(CACHE_VARIABLE):
+        raise WorkflowConfigError(
+            f"--cache was given but the environment variable {CACHE_VARIABLE} is not set; "
+            "expected the shared cache folder (or drop --cache)"
+        )
+    return True
+
+
+def era5_release(source: str, month: str, now: pd.Timestamp | None = None) -> str:
+    """``"final"`` or ``"era5t"``: which ERA5 a fetch of ``month`` from ``source`` gets now.
+
+    The cached fetch rules carry it as a param, so it is part of the between-workflow
+    cache key: a CDS month fetched while it may be preliminary (ERA5T) is stored under an
+    ``era5t`` key, and once the month is final the key changes, the month is fetched
+    again and the ERA5T copy is never served for it. ARCO is always final: the `arco`
+    route fails on any month past the store's ``valid_time_stop``, the end of final ERA5.
+    """
+    if source != "cds":
+        return "final"
+    now = utc_now() if now is None else pd.Timestamp(now)
+    end = pd.Period(month, freq="M").end_time
+    return "final" if end + pd.Timedelta(days=ERA5_FINAL_AFTER_DAYS) <= now else "era5t"
+
+
 def published(
     months: Sequence[str], section: Section, name: str, now: pd.Timestamp | None = None
 ) -> list[str]:
@@ -53,7 +114,7 @@ def published(
     """
     if section["source"] in IMMEDIATE_SOURCES:
         return list(months)
-    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+    now = utc_now() if now is None else pd.Timestamp(now)
     if now.tzinfo is not None:
         now = now.tz_convert("UTC").tz_localize(None)
     cutoff = now - pd.Timedelta(days=section["publication_lag_days"])
@@ -740,18 +801,23 @@ def jobs(config: Section, months: Months) -> dict[str, list[Wildcards]]:
     """
     era5, weather = config["era5"], config["weather"]
     src = era5["source"]
-    sample = src == "sample"
+    sample, local = src == "sample", src == "local"
     every = [{"month": m} for m in months.all]
     table: dict[str, list[Wildcards]] = {
         "generate_era5_sample": every if sample else [],
         "generate_era5_sample_static": [{}] if sample else [],
-        "fetch_era5": [] if sample else [{"source": src, **w} for w in every],
-        "fetch_era5_static": [] if sample else [{"source": src}],
+        # the local route has rules of its own (not cached, update() stores)
+        "fetch_era5": [] if sample or local else [{"source": src, **w} for w in every],
+        "fetch_era5_static": [] if sample or local else [{"source": src}],
+        "fetch_era5_local": [{"source": src, **w} for w in every] if local else [],
+        "fetch_era5_static_local": [{"source": src}] if local else [],
         "qc_store": [{"source": src, **w} for w in every],
         "qc_static": [{"source": src}],
         "compute_stats": [{}],
         "fetch_merra2": [],
         "fetch_merra2_static": [],
+        "fetch_merra2_local": [],
+        "fetch_merra2_static_local": [],
         "fetch_tiles": [],
         "generate_tiles_sample": [],
         "prepare_wgast": [
@@ -778,6 +844,7 @@ def jobs(config: Section, months: Months) -> dict[str, list[Wildcards]]:
         source, _, rest = path.partition("/")
         if dataset == "merra2":
             key = "fetch_merra2_static" if rest == "static" else "fetch_merra2"
+            key += "_local" if source == "local" else ""
             table[key].append(
                 {"source": source} if rest == "static" else {"source": source, "month": rest}
             )

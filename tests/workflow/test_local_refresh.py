@@ -114,7 +114,7 @@ def test_a_failed_or_impossible_refresh_keeps_every_store_qc_and_manifest(tmp_pa
     longer = snakemake(workdir, config(folder, "2020-03-31"), "data", "--dry-run")
     assert longer.returncode == 0, longer.stderr[-3000:]
     assert job_counts(longer.stdout) == {
-        "fetch_era5": 1,
+        "fetch_era5_local": 1,
         "qc_store": 1,
         "write_manifest": 1,
         "manifest_table": 1,

@@ -205,4 +205,4 @@ def test_the_cost_report_reads_the_benchmark_of_every_job_in_the_dag(tmp_path, e
     rules = {job["rule"] for job in jobs}
     assert {"write_manifest", "manifest_table", "check_latents"} <= rules
     if extra is not None:
-        assert {"fetch_merra2", "fetch_merra2_static", "fetch_tiles"} <= rules
+        assert {"fetch_merra2_local", "fetch_merra2_static_local", "fetch_tiles"} <= rules

@@ -51,6 +51,29 @@ onstart:
     )
 
 
+# `--cache` given: the rules marked `cache:` take their outputs from (or put them into)
+# $SNAKEMAKE_OUTPUT_CACHE
+try:
+    CACHING = plan.caching(workflow.workflow_settings.cache)
+except plan.WorkflowConfigError as err:
+    raise WorkflowError(str(err)) from None
+
+
+def cached_store(path):
+    """The store output of a cached fetch or generator: ``update()`` (a failed refresh keeps
+    the old store) unless this run uses the cache. Snakemake cannot combine the two: a
+    cache hit for an existing store fails (it links each entry into the old directory:
+    FileExistsError) and its restore then fails on the link a cached store is. Without
+    update() Snakemake removes the old store (a link is unlinked, never followed into the
+    cache) before it links or writes the new one."""
+    return directory(path) if CACHING else update(directory(path))
+
+
+def era5_release(wildcards):
+    """"final" or "era5t" (a param of the cached fetch, so part of its cache key)."""
+    return plan.era5_release(ERA5["source"], wildcards.month)
+
+
 def required_envvars():
     return plan.required_envvars(config["credentials"], ERA5, MERRA2)
 

@@ -6,7 +6,7 @@
 rule generate_era5_sample:
     """Offline ERA5-like month from the deterministic generator (same schema as ERA5)."""
     output:
-        store=update(directory("resources/era5/sample/{month}.zarr")),
+        store=cached_store("resources/era5/sample/{month}.zarr"),
         cost="benchmarks/generate_era5_sample/{month}.tsv",
     params:
         month="{month}",
@@ -26,7 +26,7 @@ rule generate_era5_sample:
 rule generate_era5_sample_static:
     """Invariant fields (lsm, z, slt) of the sample grid."""
     output:
-        store=update(directory("resources/era5/sample/static.zarr")),
+        store=cached_store("resources/era5/sample/static.zarr"),
         cost="benchmarks/generate_era5_sample_static/static.tsv",
     params:
         month="",
@@ -43,20 +43,25 @@ rule generate_era5_sample_static:
         "../../scripts/generate_sample.py"
 
 
+# The remote routes are cached between workflows: the month and, for ERA5, whether it is
+# final or ERA5T are params (the cache key has no wildcards). The local route reads the
+# user's own files: its rules are not cached and keep update() stores.
+
+
 rule fetch_era5:
-    """One month of ERA5 from ARCO, the CDS or local files, in the sample's schema."""
-    input:
-        local=era5_month_files,
+    """One month of ERA5 from ARCO or the CDS, in the sample's schema."""
     output:
-        store=update(directory("resources/era5/{source}/{month}.zarr")),
+        store=cached_store("resources/era5/{source}/{month}.zarr"),
+        cost="benchmarks/fetch_era5/{source}/{month}.tsv",
     wildcard_constraints:
-        source="arco|cds|local",
+        source="arco|cds",
     params:
+        month="{month}",
+        release=era5_release,
         era5=ERA5_CONTENT,
     log:
         "logs/fetch_era5/{source}/{month}.log",
-    benchmark:
-        "benchmarks/fetch_era5/{source}/{month}.tsv"
+    cache: "omit-software"
     conda:
         "../../envs/data.yaml"
     script:
@@ -65,18 +70,53 @@ rule fetch_era5:
 
 rule fetch_era5_static:
     """Invariant fields (lsm, z, slt) from the same route."""
-    input:
-        local=era5_static_files,
     output:
-        store=update(directory("resources/era5/{source}/static.zarr")),
+        store=cached_store("resources/era5/{source}/static.zarr"),
+        cost="benchmarks/fetch_era5_static/{source}.tsv",
     wildcard_constraints:
-        source="arco|cds|local",
+        source="arco|cds",
     params:
+        month="",
         era5=ERA5_CONTENT,
     log:
         "logs/fetch_era5_static/{source}.log",
+    cache: "omit-software"
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../../scripts/fetch_era5.py"
+
+
+rule fetch_era5_local:
+    """One month of ERA5 from local NetCDF/GRIB files."""
+    input:
+        local=era5_month_files,
+    output:
+        store=update(directory("resources/era5/local/{month}.zarr")),
+    params:
+        era5=ERA5_CONTENT,
+    log:
+        "logs/fetch_era5/local/{month}.log",
     benchmark:
-        "benchmarks/fetch_era5_static/{source}.tsv"
+        "benchmarks/fetch_era5/local/{month}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../../scripts/fetch_era5.py"
+
+
+rule fetch_era5_static_local:
+    """Invariant fields (lsm, z, slt) from local files."""
+    input:
+        local=era5_static_files,
+    output:
+        store=update(directory("resources/era5/local/static.zarr")),
+    params:
+        era5=ERA5_CONTENT,
+    log:
+        "logs/fetch_era5_static/local.log",
+    benchmark:
+        "benchmarks/fetch_era5_static/local.tsv"
     conda:
         "../../envs/data.yaml"
     script:
@@ -84,17 +124,18 @@ rule fetch_era5_static:
 
 
 rule fetch_merra2:
-    """One month of MERRA-2 (Prithvi WxC's collections) from GES DISC or local files."""
-    input:
-        local=merra2_month_files,
+    """One month of MERRA-2 (Prithvi WxC's collections) from GES DISC."""
     output:
-        store=update(directory("resources/merra2/{source}/{month}.zarr")),
+        store=cached_store("resources/merra2/{source}/{month}.zarr"),
+        cost="benchmarks/fetch_merra2/{source}/{month}.tsv",
+    wildcard_constraints:
+        source="gesdisc|earthaccess",
     params:
+        month="{month}",
         merra2=MERRA2_CONTENT,
     log:
         "logs/fetch_merra2/{source}/{month}.log",
-    benchmark:
-        "benchmarks/fetch_merra2/{source}/{month}.tsv"
+    cache: "omit-software"
     conda:
         "../../envs/data.yaml"
     script:
@@ -103,16 +144,53 @@ rule fetch_merra2:
 
 rule fetch_merra2_static:
     """MERRA-2 invariant fields (PHIS, FRLAND, FROCEAN, FRACI)."""
-    input:
-        local=merra2_static_files,
     output:
-        store=update(directory("resources/merra2/{source}/static.zarr")),
+        store=cached_store("resources/merra2/{source}/static.zarr"),
+        cost="benchmarks/fetch_merra2_static/{source}.tsv",
+    wildcard_constraints:
+        source="gesdisc|earthaccess",
     params:
+        month="",
         merra2=MERRA2_CONTENT,
     log:
         "logs/fetch_merra2_static/{source}.log",
+    cache: "omit-software"
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../../scripts/fetch_merra2.py"
+
+
+rule fetch_merra2_local:
+    """One month of MERRA-2 from local files."""
+    input:
+        local=merra2_month_files,
+    output:
+        store=update(directory("resources/merra2/local/{month}.zarr")),
+    params:
+        merra2=MERRA2_CONTENT,
+    log:
+        "logs/fetch_merra2/local/{month}.log",
     benchmark:
-        "benchmarks/fetch_merra2_static/{source}.tsv"
+        "benchmarks/fetch_merra2/local/{month}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../../scripts/fetch_merra2.py"
+
+
+rule fetch_merra2_static_local:
+    """MERRA-2 invariant fields from local files."""
+    input:
+        local=merra2_static_files,
+    output:
+        store=update(directory("resources/merra2/local/static.zarr")),
+    params:
+        merra2=MERRA2_CONTENT,
+    log:
+        "logs/fetch_merra2_static/local.log",
+    benchmark:
+        "benchmarks/fetch_merra2_static/local.tsv"
     conda:
         "../../envs/data.yaml"
     script:
@@ -251,21 +329,22 @@ rule qc_static:
 
 
 rule compute_stats:
-    """Normalisation statistics and target climatology, training period only."""
+    """Normalisation statistics and target climatology, training period only (cached
+    between workflows: its key chains the keys of the stores it reads)."""
     input:
         stores=era5_stores(MONTHS.train),
         qc=store_qc_reports(),
     output:
         stats="resources/stats/era5.json",
         climatology=directory("resources/stats/era5-climatology.zarr"),
+        cost="benchmarks/compute_stats/era5.tsv",
     params:
         start=PERIOD["train"]["start"],
         stop=PERIOD["train"]["stop"],
         targets=WEATHER["targets"],
     log:
         "logs/compute_stats/era5.log",
-    benchmark:
-        "benchmarks/compute_stats/era5.tsv"
+    cache: "omit-software"
     conda:
         "../../envs/data.yaml"
     script:
