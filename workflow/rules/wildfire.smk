@@ -149,11 +149,6 @@ rule danger_map:
 
 
 rule loan_all:
-    """Everything of the wildfire stage for the configured FireCube source."""
+    """Everything of the wildfire stage for the configured FireCube source (in `all` too)."""
     input:
-        expand("results/tables/loan-{source}.md", source=FIRECUBE["source"]),
-        expand(
-            "results/figures/loan-{source}-danger-{day}.png",
-            source=FIRECUBE["source"],
-            day=LOAN["danger_map"]["days"],
-        ),
+        plan.loan_outputs(config),
