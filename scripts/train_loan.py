@@ -13,5 +13,4 @@ with job_log(snakemake.log[0], snakemake.threads):
         config_path=snakemake.output.config,
         summary_path=snakemake.output.summary,
         checkpoint_dir=snakemake.params.checkpoint_dir,
-        pretrained=(snakemake.input.pretrained or [None])[0],
     )

@@ -538,3 +538,33 @@ def test_loan_sample_stores_follow_the_cube_and_the_test_years():
     off = config(firecube={"source": "none"})
     assert not [f for f in plan.final_outputs(off, months_of(off)) if "loan" in f]
     assert plan.jobs(off, months_of(off))["cut_firecube_samples"] == []
+
+
+def test_loan_models_table_and_maps_are_in_all_with_their_jobs():
+    cfg = config(
+        firecube={"source": "sample", "start": "2017-06-01", "stop": "2021-09-30"},
+        loan={"danger_map": {"days": ["2021-08-15", "2021-09-01"]}},
+    )
+    outputs = plan.final_outputs(cfg, months_of(cfg))
+    for path in (
+        "results/tables/loan-sample.csv",
+        "results/tables/loan-sample.md",
+        "results/figures/loan-sample",
+        "results/loan/sample/danger/2021-09-01.tif",
+        "results/figures/loan-sample-danger-2021-08-15.png",
+    ):
+        assert path in outputs
+    table = plan.jobs(cfg, months_of(cfg))
+    assert table["train_loan"] == [
+        {"source": "sample", "norm": "loan"},
+        {"source": "sample", "norm": "batchnorm"},
+    ]
+    assert table["train_rf_baseline"] == table["evaluate_loan"] == [{"source": "sample"}]
+    assert [j["day"] for j in table["danger_map"]] == ["2021-08-15", "2021-09-01"]
+    assert not {"train_loan", "train_rf_baseline", "danger_map"} & set(plan.TASK_MODEL_RULES)
+    # LOAN off (or no cube): none of it, and no job left for the cost report to expect
+    for off in (config(loan={"enabled": False}), config(firecube={"source": "none"})):
+        assert plan.loan_outputs(off) == []
+        assert not [f for f in plan.final_outputs(off, months_of(off)) if "loan" in f]
+        jobs = plan.jobs(off, months_of(off))
+        assert all(jobs[r] == [] for r in ("train_loan", "evaluate_loan", "danger_map"))

@@ -1137,7 +1137,11 @@ class LoanDangerMapSettings(Section):
 class LoanSettings(Section):
     """LOAN wildfire danger on FireCube (Shams Eddin et al., TGRS 2023)."""
 
-    enabled: bool = setting(True, doc="cut the samples when `firecube.source` is not `none`")
+    enabled: bool = setting(
+        True,
+        doc="when `firecube.source` is not `none`: cut the samples, train LOAN and its "
+        "ablation, fit the forest, write the table and the danger maps, all in `all`",
+    )
     samples: LoanSamples = setting(LoanSamples, doc="sample cutting")
     splits: LoanSplits = setting(LoanSplits, doc="years of each split")
     model: LoanModelSettings = setting(LoanModelSettings, doc="network sizes")
@@ -1147,9 +1151,10 @@ class LoanSettings(Section):
     weights: Literal["none"] | LocalWeights | HubWeights = setting(
         "none",
         doc="`none`: train from scratch. `{path: file[, sha256: …]}` or "
-        "`{repo, file, revision, sha256}`: start from the published MIT weights "
-        "(`pretrained_CNN.pth` needs `model.time_encoding: false`, `pretrained_CNN_w_TE.pth` "
-        "`true`), read with `torch.load(weights_only=True)`",
+        "`{repo, file, revision, sha256}` (a pinned, checksummed Hugging Face file, fetched by "
+        "`train_loan` through `eofm.hub`; `HF_HUB_OFFLINE=1` serves it from the cache): start "
+        "from the published MIT weights (`pretrained_CNN.pth` needs `model.time_encoding: "
+        "false`, `pretrained_CNN_w_TE.pth` `true`), read with `torch.load(weights_only=True)`",
     )
 
 

@@ -192,6 +192,41 @@ def download_weights(
     return path
 
 
+def fetch_checkpoint(source: Mapping[str, str]) -> tuple[Path, dict[str, str]]:
+    """The checkpoint file for a config ``weights:`` entry, and its provenance.
+
+    Every family's weights setting reads this way (weather backbones, Prithvi-EO, LOAN).
+
+    ``{path[, sha256]}``: a local file (checked when a checksum is given);
+    ``{repo, file, revision, sha256}``: a pinned, verified Hugging Face Hub download.
+    """
+    if "path" in source:
+        path = Path(source["path"])
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: checkpoint file not found (weights.path in config)")
+        digest = sha256_file(path)
+        expected = source.get("sha256")
+        if expected and digest.lower() != expected.lower():
+            raise ValueError(
+                f"{path}: sha256 {digest} does not match weights.sha256 {expected} in config"
+            )
+        return path, {"path": str(path), "sha256": digest}
+    missing = [key for key in ("repo", "file", "revision", "sha256") if key not in source]
+    if missing:
+        raise ValueError(
+            f"weights: {missing} missing; expected a path or repo/file/revision/sha256"
+        )
+    spec = HubWeights(
+        repo_id=source["repo"],
+        filename=source["file"],
+        revision=source["revision"],
+        sha256=source["sha256"],
+    )
+    path = download_weights(spec)
+    provenance = {k: source[k] for k in ("repo", "file", "revision", "sha256")}
+    return path, provenance
+
+
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """Hex sha256 of a file's content, read in blocks (a symlink is followed)."""
     p = Path(path)

@@ -672,6 +672,34 @@ def loan_sample_stores(config: Section) -> list[str]:
     return [f"{prefix}/{split}.zarr" for split in loan_splits(config)]
 
 
+LOAN_NORMS = ("loan", "batchnorm")  # the model and its plain batch-norm ablation
+
+
+def loan_source(config: Section) -> str | None:
+    """The FireCube source LOAN runs on, ``None`` when the cube or LOAN is off."""
+    firecube, loan = config["firecube"], config["loan"]
+    return None if firecube["source"] == "none" or not loan["enabled"] else firecube["source"]
+
+
+def loan_outputs(config: Section) -> list[str]:
+    """What LOAN adds to `all` (and `loan_all` builds): the per-test-year table (CSV and
+    Markdown), its ROC/PR figures and a danger map (COG and PNG) per `loan.danger_map.days`."""
+    source = loan_source(config)
+    if source is None:
+        return []
+    outputs = [
+        f"results/tables/loan-{source}.csv",
+        f"results/tables/loan-{source}.md",
+        f"results/figures/loan-{source}",
+    ]
+    for day in config["loan"]["danger_map"]["days"]:
+        outputs += [
+            f"results/loan/{source}/danger/{day}.tif",
+            f"results/figures/loan-{source}-danger-{day}.png",
+        ]
+    return outputs
+
+
 def merra2_static_wanted(merra2: Section) -> bool:
     """MERRA-2's static store only when ``merra2.static`` names fields (its default,
     Prithvi WxC's, does); ``static: {}`` leaves it out of `data` instead of failing on it.
@@ -763,6 +791,7 @@ def final_outputs(config: Section, months: Months) -> list[str]:
         "results/figures/benchmarks.png",
         *data_outputs(config, months),
         *loan_sample_stores(config),
+        *loan_outputs(config),
     ]
     for area in wgast_areas(config):
         outputs += [*wgast_prepared(config["tiles"], area).values(), *wgast_results(area)]
@@ -783,13 +812,22 @@ def final_outputs(config: Section, months: Months) -> list[str]:
 
 
 TASK_MODEL_RULES = (
-    "train_loan",
-    "train_rf_baseline",
-    "evaluate_loan",
-    "danger_map",
     "train_eo",
     "predict_eo",
 )
+
+
+def loan_jobs(config: Section) -> dict[str, list[Wildcards]]:
+    """LOAN's model jobs: both networks, the forest, the table and one map per day."""
+    source = loan_source(config)
+    if source is None:
+        return {r: [] for r in ("train_loan", "train_rf_baseline", "evaluate_loan", "danger_map")}
+    return {
+        "train_loan": [{"source": source, "norm": n} for n in LOAN_NORMS],
+        "train_rf_baseline": [{"source": source}],
+        "evaluate_loan": [{"source": source}],
+        "danger_map": [{"source": source, "day": d} for d in config["loan"]["danger_map"]["days"]],
+    }
 
 
 def jobs(config: Section, months: Months) -> dict[str, list[Wildcards]]:
@@ -831,9 +869,10 @@ def jobs(config: Section, months: Months) -> dict[str, list[Wildcards]]:
         "cut_firecube_samples": (
             [{"source": config["firecube"]["source"]}] if loan_sample_stores(config) else []
         ),
-        # The task models' rules that run from their own targets (`loan_all`, `eo`), not
-        # from `all` yet: the default run has no job of theirs.
+        # The task models' rules that run from their own targets (`eo`), not from `all`
+        # yet: the default run has no job of theirs.
         **{rule: [] for rule in TASK_MODEL_RULES},
+        **loan_jobs(config),
         "manifest_table": [{}],
         "write_manifest": [],
         "skill_table": [{}],

@@ -106,6 +106,21 @@ def test_matches_a_sample_cut_by_hand():
     assert prob[iy, ix] == pytest.approx(float(ref[0, 1].exp()), rel=1e-5)
 
 
+def test_static_templates_take_the_layer_of_the_days_year():
+    """`var_static` holds the sample store's templates (``POP_DENS_{year}``): the map reads
+    the layer the sample cutter reads for that day, scaled under the template's name."""
+    cube = _cube()
+    plain = _run(cube, tile_rows=6)
+    years = cube.rename({"SLOPE": "SLOPE_2020"})
+    years["SLOPE_2017"] = years["SLOPE_2020"] * 0 + 40.0  # an older layer: not the nearest
+    templated = danger_probability(
+        _model(), years, "2020-07-12", var_dynamic=DYN, var_static=["DEM", "SLOPE_{year}"],
+        scaling={**SCALING, "SLOPE_{year}": SCALING["SLOPE"]},
+        land=land_mask(cube, "DEM"), patch=PATCH, days=10, tile_rows=6, batch=64,
+    )  # fmt: skip
+    np.testing.assert_array_equal(templated, plain)
+
+
 def test_a_day_without_its_history_is_refused():
     with pytest.raises(StoreContractError, match="needs 10 previous days"):
         _run(_cube(), tile_rows=4, day="2020-07-05")

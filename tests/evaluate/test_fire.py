@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -51,6 +53,18 @@ def test_known_answers():
 def test_one_class_gives_nan_not_a_number_that_looks_valid():
     assert np.isnan(auroc([0, 0, 0], [0.1, 0.5, 0.9]))
     assert np.isnan(auprc([0, 0, 0], [0.1, 0.5, 0.9]))
+
+
+def test_an_undefined_metric_is_null_with_a_reason_in_the_json(tmp_path):
+    """A model that predicts no fire at 0.5 has no precision: the table says NaN, the JSON
+    null plus why (bare NaN is not JSON)."""
+    records = [{"year": 2020, "method": "LOAN", **binary_metrics([0, 1, 0], [0.1, 0.4, 0.2])}]
+    table = write_evaluation(records, tmp_path / "t.csv", tmp_path / "t.md", tmp_path / "t.json")
+    assert np.isnan(table.loc[0, "precision"]) and table.loc[0, "auroc"] == 1.0
+    (saved,) = json.loads((tmp_path / "t.json").read_text())
+    assert saved["precision"] is None
+    assert "threshold" in saved["precision_undefined"]
+    assert saved["auroc"] == 1.0 and "auroc_undefined" not in saved
 
 
 def test_length_mismatch_is_an_error():

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -9,9 +12,11 @@ from safetensors.torch import load_file
 from eofm.config import LoanSettings
 from eofm.errors import StoreContractError
 from eofm.io import read_json
+from eofm.models.fire.loan import PUBLISHED_RENAMES, LoanCNN, model_config
 from eofm.train.loan import load_trained, train_loan
 from tests.fakes.loan_samples import write_samples
 
+PUBLISHED_KEYS = {ours: theirs for theirs, ours in PUBLISHED_RENAMES.items()}
 PATCH = 14  # smallest patch the three stages accept; keeps the test fast
 
 
@@ -113,3 +118,59 @@ def test_store_without_labels_is_refused(tmp_path, stores):
     xr.open_zarr(stores[0]).drop_vars("label").to_zarr(bad)
     with pytest.raises(StoreContractError, match="label"):
         _train(tmp_path, (bad, stores[1]), "x", _loan(epochs=1))
+
+
+def _published_bytes(loan: dict) -> tuple[bytes, dict[str, torch.Tensor]]:
+    """A checkpoint in the published layout (``PositionalEncoding.pe``) for ``loan.model``."""
+    torch.manual_seed(123)  # not the training seed: imported weights differ from a fresh init
+    state = LoanCNN(model_config(loan["model"], dynamic_channels=10, static_channels=15))
+    state = {PUBLISHED_KEYS.get(k, k): v for k, v in state.state_dict().items()}
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue(), state
+
+
+@pytest.mark.parametrize("where", ["hub", "path"])
+def test_training_starts_from_published_weights_on_the_hub_or_on_disk(
+    tmp_path, stores, fake_hub, where
+):
+    """`loan.weights` through eofm.hub: pinned + sha256 on a Hub (a fake on 127.0.0.1), or a
+    local file; with a vanishing learning rate the saved network is the imported one."""
+    loan = _loan(epochs=1, learning_rate=1e-12)
+    data, state = _published_bytes(loan)
+    if where == "hub":
+        commit = hashlib.sha1(b"loan tiny v1").hexdigest()
+        sha = fake_hub.add_file("eofm-test/loan", commit, "pretrained_CNN_w_TE.pth", data)
+        loan["weights"] = {
+            "repo": "eofm-test/loan",
+            "file": "pretrained_CNN_w_TE.pth",
+            "revision": commit,
+            "sha256": sha,
+        }
+    else:
+        path = tmp_path / "pretrained_CNN_w_TE.pth"
+        path.write_bytes(data)
+        loan["weights"] = {"path": str(path), "sha256": hashlib.sha256(data).hexdigest()}
+    out, summary = _train(tmp_path, stores, "imported", loan)
+    saved = load_file(out / "w.safetensors")
+    for key in ("Block1.Block.0.weight", "loan1.mlp_gamma.weight", "lastlayer4.weight"):
+        torch.testing.assert_close(saved[key], state[key], rtol=0, atol=1e-6)
+    provenance = summary["settings"]["pretrained"]
+    assert provenance["sha256"] == hashlib.sha256(data).hexdigest()
+    if where == "hub":
+        assert provenance["repo"] == "eofm-test/loan"
+        assert fake_hub.count("GET", server="cdn") == 1
+    scratch, _ = _train(tmp_path, stores, "scratch", _loan(epochs=1, learning_rate=1e-12), ckpt="s")
+    fresh = load_file(scratch / "w.safetensors")
+    assert not torch.equal(fresh["Block1.Block.0.weight"], state["Block1.Block.0.weight"])
+
+
+def test_published_weights_with_a_wrong_checksum_are_refused(tmp_path, stores):
+    loan = _loan(epochs=1)
+    data, _ = _published_bytes(loan)
+    path = tmp_path / "pretrained_CNN_w_TE.pth"
+    path.write_bytes(data)
+    loan["weights"] = {"path": str(path), "sha256": "0" * 64}
+    with pytest.raises(ValueError, match=r"pretrained_CNN_w_TE\.pth: sha256 .* does not match"):
+        _train(tmp_path, stores, "bad", loan)
+    assert not (tmp_path / "bad" / "w.safetensors").exists()

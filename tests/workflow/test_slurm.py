@@ -34,6 +34,14 @@ TARGETS = [
     f"results/metrics/weather/{BACKBONE}/decoder/{TARGET}.json",
     f"results/metrics/weather/{BACKBONE}/full/{TARGET}.json",
 ]
+# LOAN's table and danger map: its GPU rules (train_loan, danger_map) on the GPU partition
+# too; the tiny config keeps the default demo-sized LOAN (about a minute of work).
+DEFAULTS = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+LOAN_DAY = DEFAULTS["loan"]["danger_map"]["days"][0]
+LOAN_TARGETS = [
+    "results/tables/loan-sample.md",
+    f"results/figures/loan-sample-danger-{LOAN_DAY}.png",
+]
 HEADER = re.compile(r"^eofm job: (.*)$", re.MULTILINE)
 
 
@@ -106,7 +114,7 @@ def slurm_run(cluster, tmp_path_factory) -> Path:
     workdir = base / "work"
     started = time.perf_counter()
     result = snakemake(
-        *TARGETS, "--workflow-profile", str(profile), "--configfile", str(TINY),
+        *TARGETS, *LOAN_TARGETS, "--workflow-profile", str(profile), "--configfile", str(TINY),
         workdir=workdir, timeout=DAG_TIMEOUT_S,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-5000:]
@@ -117,7 +125,7 @@ def slurm_run(cluster, tmp_path_factory) -> Path:
 def test_gpu_rules_ran_on_the_gpu_partition_with_a_gpu_and_cpu_rules_did_not(slurm_run):
     headers = _headers(slurm_run)
     gpu = gpu_rules()
-    # The task models' rules are not in this weather DAG (nor in `all` yet).
+    # WGAST's and Prithvi-EO's rules are not in this DAG (nor in `all` yet); LOAN's are.
     expected = sorted(gpu - set(TASK_MODEL_RULES))
     ran_gpu = sorted(set(headers) & gpu)
     assert ran_gpu == expected, f"GPU rules this DAG should run: {expected}; ran {ran_gpu}"

@@ -21,6 +21,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
+from eofm.data.fire_samples import resolve
 from eofm.errors import StoreContractError
 from eofm.io import atomic_path
 
@@ -49,8 +50,10 @@ def _scaled(
     return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def _static_at(cube: xr.Dataset, name: str, day: pd.Timestamp) -> xr.DataArray:
-    da = cube[name]
+def _static_at(cube: xr.Dataset, template: str, day: pd.Timestamp) -> xr.DataArray:
+    """The cube layer behind a static template (``POP_DENS_{year}``, ``CLC_{clc_year}_3``)
+    for ``day``, chosen as the sample cutter chooses it, so maps and samples agree."""
+    da = cube[resolve(template, day.year, set(map(str, cube.data_vars)))]
     return da.sel(time=day, method="nearest") if "time" in da.dims else da
 
 

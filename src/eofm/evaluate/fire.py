@@ -161,6 +161,32 @@ def evaluation_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
+#: Why a metric can be undefined (NaN in the table, null with this reason in the JSON).
+UNDEFINED = {
+    "precision": "no sample scored at or above the 0.5 threshold",
+    "recall": "no fire sample in this test year",
+    "f1": "no fire sample and none predicted",
+    "iou": "no fire sample and none predicted",
+    "oa": "no sample",
+    "auroc": "one class only in this test year",
+    "auprc": "no fire sample in this test year",
+}
+
+
+def json_records(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The records with each undefined (NaN) metric as null and ``<metric>_undefined`` saying
+    why: a model that predicts no fire at 0.5 has no precision, not a precision of NaN."""
+    out = []
+    for record in records:
+        row = dict(record)
+        for key, value in record.items():
+            if isinstance(value, float) and not np.isfinite(value):
+                row[key] = None
+                row[f"{key}_undefined"] = UNDEFINED.get(key, "not finite")
+        out.append(row)
+    return out
+
+
 def write_evaluation(
     records: Sequence[Mapping[str, Any]],
     csv_path: str | os.PathLike[str],
@@ -171,7 +197,7 @@ def write_evaluation(
     table = evaluation_table(records)
     write_table(table, csv_path, md_path)
     if json_path is not None:
-        write_json(list(records), json_path)
+        write_json(json_records(records), json_path)
     return table
 
 

@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from eofm.errors import StoreContractError
-from eofm.hub import save_weights
+from eofm.hub import fetch_checkpoint, save_weights
 from eofm.io import write_json
 from eofm.models.fire.loan import LoanCNN, Norm, count_parameters, import_weights, model_config
 from eofm.train.fit import fit, training_run
@@ -139,12 +139,13 @@ def train_loan(
     config_path: str | os.PathLike[str],
     summary_path: str | os.PathLike[str],
     checkpoint_dir: str | os.PathLike[str],
-    pretrained: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Train on ``train_store``, select on ``val_store``; write weights, config and summary.
 
-    ``loan`` is the workflow's `loan` section (dict); ``pretrained`` a published checkpoint
-    to start from (`loan.weights`).
+    ``loan`` is the workflow's `loan` section (dict). Its ``weights`` (`none`, a local
+    ``{path[, sha256]}`` or a pinned ``{repo, file, revision, sha256}`` on the Hugging
+    Face Hub, fetched by `eofm.hub.fetch_checkpoint`) is the published checkpoint to start
+    from; its provenance goes into the summary and the resume key.
     """
     train_set, val_set = load_samples(train_store), load_samples(val_store)
     t = loan["train"]
@@ -156,14 +157,16 @@ def train_loan(
     )
     L.seed_everything(t["seed"], workers=True, verbose=False)
     model = LoanCNN(config)
-    if pretrained is not None:
+    pretrained, provenance = None, None
+    if loan.get("weights", "none") != "none":
+        pretrained, provenance = fetch_checkpoint(loan["weights"])
         import_weights(model, pretrained)
     module = LoanModule(model, t)
     loaders = [
         DataLoader(data, batch_size=t["batch_size"], shuffle=shuffle)
         for data, shuffle in ((train_set, True), (val_set, False))
     ]
-    settings = {"norm": norm, "model": loan["model"], "train": t, "pretrained": str(pretrained)}
+    settings = {"norm": norm, "model": loan["model"], "train": t, "pretrained": provenance}
     inputs = [train_store, val_store] + ([pretrained] if pretrained else [])
     with training_run(checkpoint_dir, settings, inputs) as run:
         result = fit(module, loaders[0], loaders[1], run=run, epochs=t["epochs"], seed=t["seed"])

@@ -16,16 +16,9 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-from eofm.hub import (
-    HubWeights,
-    download_weights,
-    load_state_dict_file,
-    save_weights,
-    sha256_file,
-)
+from eofm.hub import fetch_checkpoint, load_state_dict_file, save_weights
 from eofm.io import write_json
 from eofm.models.weather import get_adapter
 
@@ -34,39 +27,6 @@ LOG = logging.getLogger(__name__)
 #: The largest share of a backbone's tensors a checkpoint may leave at random init
 #: (shape mismatches and missing keys) before the import fails without ``allow_partial``.
 MAX_PARTIAL_FRACTION = 0.05
-
-
-def fetch_checkpoint(source: Mapping[str, str]) -> tuple[Path, dict[str, str]]:
-    """The checkpoint file for a config ``weights:`` entry, and its provenance.
-
-    ``{path[, sha256]}``: a local file (checked when a checksum is given);
-    ``{repo, file, revision, sha256}``: a pinned, verified Hugging Face Hub download.
-    """
-    if "path" in source:
-        path = Path(source["path"])
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: checkpoint file not found (weights.path in config)")
-        digest = sha256_file(path)
-        expected = source.get("sha256")
-        if expected and digest.lower() != expected.lower():
-            raise ValueError(
-                f"{path}: sha256 {digest} does not match weights.sha256 {expected} in config"
-            )
-        return path, {"path": str(path), "sha256": digest}
-    missing = [key for key in ("repo", "file", "revision", "sha256") if key not in source]
-    if missing:
-        raise ValueError(
-            f"weights: {missing} missing; expected a path or repo/file/revision/sha256"
-        )
-    spec = HubWeights(
-        repo_id=source["repo"],
-        filename=source["file"],
-        revision=source["revision"],
-        sha256=source["sha256"],
-    )
-    path = download_weights(spec)
-    provenance = {k: source[k] for k in ("repo", "file", "revision", "sha256")}
-    return path, provenance
 
 
 def import_weights(

@@ -1,0 +1,94 @@
+"""How far the sample cube lets a fire model go: reference forests next to LOAN's table.
+
+Not a test. After `snakemake results/tables/loan-sample.md --configfile
+config/loan-goal.yaml` (or the default config), this reads the cube and the sample stores
+and fits two random forests on the sample cube's fire drivers at the sample's pixel:
+
+- ``drivers t-10..t-1``: the 10-day means of fwi, soil moisture and minimum humidity and the
+  previous day's maximum temperature and wind, land-cover fractions, slope and elevation:
+  what the models see (they see more: the whole patch and every day);
+- ``drivers + day t``: the same plus the sample day's own maximum temperature and wind,
+  which the generator's ignition risk uses but no model sees (forecasting from the previous
+  days, as LOAN does).
+
+The second is a ceiling of what the generator makes learnable from the pixel's drivers; it
+prints AUROC/AUPRC per test year with the workflow's table, as JSON. Usage:
+
+    python bench/loan_goal.py --workdir /path/to/run --out goal.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from sklearn.ensemble import RandomForestClassifier
+
+from eofm.evaluate.fire import auprc, auroc
+
+LAGGED = ("fwi", "sminx", "min_rh")
+SAME_DAY = ("max_t2m", "max_wind_speed")
+STATIC = ("SLOPE", "DEM", *(f"CLC_2018_{k}" for k in range(10)))
+
+
+def features(cube: xr.Dataset, store: Path, day_t: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The drivers at each sample's pixel (and, with ``day_t``, its own day's weather)."""
+    s = xr.open_zarr(store)
+    index = pd.DatetimeIndex(cube["time"].values)
+    t = index.get_indexer(pd.DatetimeIndex(s["time"].values))
+    iy, ix = s["iy"].values, s["ix"].values
+    cols = []
+    for v in LAGGED:
+        a = cube[v].values
+        cols.append(np.mean([a[t - k, iy, ix] for k in range(1, 11)], axis=0))
+    for v in SAME_DAY:
+        a = cube[v].values
+        cols.append(a[t - 1, iy, ix])
+        if day_t:
+            cols.append(a[t, iy, ix])
+    cols += [cube[v].values[iy, ix] for v in STATIC]
+    return np.stack(cols, axis=1), s["label"].values.astype(int)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--workdir", type=Path, default=Path("."))
+    p.add_argument("--source", default="sample")
+    p.add_argument("--out", default=None)
+    a = p.parse_args()
+    root = a.workdir
+    cube = xr.open_zarr(root / f"resources/firecube/{a.source}/firecube.zarr")
+    samples = root / f"resources/loan/{a.source}/samples"
+    tests = sorted(samples.glob("test-*.zarr"))
+    result: dict[str, dict] = {}
+    for name, day_t in (("drivers t-10..t-1", False), ("drivers + day t", True)):
+        x, y = features(cube, samples / "train.zarr", day_t)
+        forest = RandomForestClassifier(
+            n_estimators=300, min_samples_leaf=5, class_weight="balanced", random_state=0
+        ).fit(x, y)
+        for store in tests:
+            xt, yt = features(cube, store, day_t)
+            score = forest.predict_proba(xt)[:, 1]
+            year = store.stem.removeprefix("test-")
+            result.setdefault(year, {})[name] = {
+                "auroc": auroc(yt, score),
+                "auprc": auprc(yt, score),
+            }
+    table = root / f"results/tables/loan-{a.source}.csv"
+    if table.exists():
+        for row in pd.read_csv(table).to_dict("records"):
+            result[str(row["year"])][row["method"]] = {
+                "auroc": row["auroc"],
+                "auprc": row["auprc"],
+            }
+    print(json.dumps(result, indent=2))
+    if a.out:
+        Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
