@@ -12,7 +12,7 @@ from eofm.models.eo.predict import predict_eo, window_starts
 from eofm.models.eo.terratorch_task import EoModelSpec
 from eofm.train.eo import split_by_pair, train_eo
 from eofm.train.fit import TrainingSettings
-from tests.fakes.wgast_reflectance import write_wgast
+from tests.fakes.wgast import write_wgast_stores
 
 pytest.importorskip("terratorch")
 
@@ -29,7 +29,9 @@ TRAINING = TrainingSettings(
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory):
-    return write_wgast(tmp_path_factory.mktemp("wgast") / "area", n_pairs=4, size=192)
+    root = tmp_path_factory.mktemp("wgast") / "area"
+    write_wgast_stores(root, n_pairs=4, h=192, w=192)
+    return root
 
 
 def _train(stores, tmp, mode, cached=False):

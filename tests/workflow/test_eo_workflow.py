@@ -13,7 +13,7 @@ import xarray as xr
 import yaml
 
 from eofm.io import read_json
-from tests.fakes.wgast_reflectance import write_wgast
+from tests.fakes.wgast import write_wgast_stores
 from tests.workflow.run import DAG_TIMEOUT_S, TINY, snakemake
 
 pytestmark = pytest.mark.slow
@@ -27,7 +27,7 @@ def test_eo_stage_trains_the_decoder_mode_and_writes_maps(tmp_path):
     }
     config["eo"] = {"modes": ["decoder"], "epochs": 1, "val_fraction": 0.3}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    write_wgast(tmp_path / "resources/wgast/stac/demo", n_pairs=4, size=192)
+    write_wgast_stores(tmp_path / "resources/wgast/stac/demo", n_pairs=4, h=192, w=192)
     done = snakemake(
         "eo",
         "--configfile",
