@@ -83,9 +83,10 @@ def test_committed_schema_and_readme_tables_are_generated():
 
 def _as_before_wgast(config: dict) -> dict:
     """``config`` without what came after the snapshot on purpose: the `wgast` section, the
-    `tiles.sample` route (now the default source) and its settings."""
+    `tiles.sample` route (now the default source) and its settings, the `eo` section."""
     out = copy.deepcopy(config)
     out.pop("wgast", None)
+    out.pop("eo", None)
     tiles = out.setdefault("tiles", {})
     tiles.pop("sample", None)
     if tiles.get("source", "sample") == "sample":
