@@ -1238,6 +1238,11 @@ class EoSettings(Section):
         True,
         doc="`decoder` mode: encode the patches once and train the decoder on cached features",
     )
+    residual: bool = setting(
+        True,
+        doc="learn Landsat t2 minus MODIS t2 and add MODIS t2 back on prediction: the day's "
+        "coarse LST sets the level (test dates lie after the training ones), the model the detail",
+    )
     vpt_tokens: int = setting(8, doc="prompt tokens per layer (`vpt`)", minimum=1)
     lora_rank: int = setting(4, doc="LoRA rank (`lora`)", minimum=1)
     epochs: int = setting(5, doc="epochs", minimum=1)

@@ -25,7 +25,9 @@ from tqdm import tqdm
 from eofm.data.store import write_store
 from eofm.io import write_json
 from eofm.models.eo.terratorch_task import (
+    RESIDUAL_BASE,
     TARGET,
+    BandMappingError,
     EoModelSpec,
     Standardiser,
     build_task,
@@ -52,12 +54,22 @@ class PatchDataset(Dataset):
 
 
 def load_patches(
-    store: str | os.PathLike[str], bands: Sequence[str]
+    store: str | os.PathLike[str], bands: Sequence[str], residual: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Inputs (N, C, H, W), target and mask (N, H/3, W/3) and each patch's pair index."""
+    """Inputs (N, C, H, W), target and mask (N, H/3, W/3) and each patch's pair index.
+
+    ``residual``: the target is Landsat t2 minus MODIS t2 on the 30 m grid.
+    """
     with xr.open_zarr(store) as ds:
         image = stack_bands(ds, bands, where=str(store))
         target = np.asarray(ds[TARGET].values, np.float32)
+        if residual:
+            base = RESIDUAL_BASE["30m"]
+            if base not in ds:
+                raise BandMappingError(
+                    f"{store}: eo.residual needs variable {base!r}, which the store lacks"
+                )
+            target = target - np.asarray(ds[base].values, np.float32)
         valid = np.asarray(ds[f"{TARGET}_valid"].values, np.uint8)
         pair = np.asarray(ds["pair"].values)
     return image, target, valid, pair
@@ -93,14 +105,16 @@ def train_eo(
     mode: str,
     training: TrainingSettings,
     cached: bool = False,
+    residual: bool = False,
 ) -> dict[str, Any]:
     """Train ``mode`` on ``train_store``; write weights, rebuild config and a summary JSON.
 
-    ``cached`` (``decoder`` mode only) trains the decoder on latent-cached features.
+    ``cached`` (``decoder`` mode only) trains the decoder on latent-cached features;
+    ``residual`` trains on Landsat t2 minus MODIS t2 (prediction adds MODIS t2 back).
     """
     if cached and mode != "decoder":
         raise ValueError(f"eo mode {mode!r}: the latent cache needs the frozen 'decoder' mode")
-    image, target, valid, pair = load_patches(train_store, spec.bands)
+    image, target, valid, pair = load_patches(train_store, spec.bands, residual)
     train_idx, val_idx = split_by_pair(pair, training.val_fraction)
     in_std, lab_std = standardisers(image[train_idx], target[train_idx], valid[train_idx])
     image = in_std.apply(image, channel_axis=1)
@@ -110,6 +124,7 @@ def train_eo(
     settings = {
         "mode": mode,
         "cached": cached,
+        "residual": residual,
         "spec": {k: v for k, v in vars(spec).items() if k != "extra"},
         "training": vars(training),
     }
@@ -148,6 +163,7 @@ def train_eo(
             {
                 "spec": settings["spec"],
                 "mode": mode,
+                "residual": residual,
                 "inputs": in_std.to_json(),
                 "labels": lab_std.to_json(),
             },
@@ -157,6 +173,7 @@ def train_eo(
             "mode": mode,
             "backbone": spec.backbone,
             "cached": cached,
+            "residual": residual,
             "trainable_parameters": n_trainable,
             "total_parameters": sum(p.numel() for p in task.parameters()),
             "seconds_per_epoch": result["wall_time_per_epoch_s"],
@@ -339,5 +356,10 @@ def train_eo_from_settings(
     )
     cached = bool(eo["latent_cache"]) and mode == "decoder"
     return train_eo(
-        spec=spec_from_settings(eo), mode=mode, training=training, cached=cached, **paths
+        spec=spec_from_settings(eo),
+        mode=mode,
+        training=training,
+        cached=cached,
+        residual=bool(eo["residual"]),
+        **paths,
     )

@@ -39,6 +39,10 @@ BAND_SOURCES: dict[str, tuple[str, str | None]] = {
 DEFAULT_BANDS = (*HLS_BANDS, "MODIS_LST_T1", "MODIS_LST_T2", "LANDSAT_LST_T1")
 MODES = ("decoder", "vpt", "lora", "full")
 TARGET = "landsat_lst_t2"
+#: with ``residual``, the model learns the target minus MODIS t2 (its 30 m mean for the
+#: loss, its 10 m bicubic image added back on prediction): the coarse sensor of the day sets
+#: the level, the model the fine detail, as regression fusion does
+RESIDUAL_BASE = {"30m": "modis_t2_30m", "10m": "modis_t2"}
 SCALE = 3  # 10 m pixels per 30 m pixel
 
 
