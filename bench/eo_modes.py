@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--stores", type=Path, default=ROOT / "resources/wgast/sample/demo")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--decoder-channels", type=int, default=32)
+    parser.add_argument("--decoder-channels", type=int, default=16)
     parser.add_argument(
         "--no-residual", action="store_true", help="learn LST itself, not LST − MODIS t2"
     )

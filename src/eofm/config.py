@@ -1225,7 +1225,11 @@ class EoSettings(Section):
     decoder: Literal["FCNDecoder", "UNetDecoder"] = setting(
         "FCNDecoder", doc="terratorch decoder on the last backbone layer"
     )
-    decoder_channels: int = setting(32, doc="decoder width", minimum=4)
+    decoder_channels: int = setting(
+        16,
+        doc="decoder width; its last stages run at 10 m and dominate a frozen-backbone epoch",
+        minimum=4,
+    )
     modes: list[Literal["decoder", "vpt", "lora", "full"]] = setting(
         ["decoder"],
         doc="`decoder`: frozen backbone, decoder trained; `vpt`: frozen backbone plus trainable "
