@@ -10,4 +10,5 @@ with job_log(snakemake.log[0], snakemake.threads):
         snakemake.output.csv,
         snakemake.output.md,
         snakemake.output.figures,
+        eo_paths=list(snakemake.input.eo),
     )

@@ -83,9 +83,11 @@ def test_committed_schema_and_readme_tables_are_generated():
 
 def _as_before_wgast(config: dict) -> dict:
     """``config`` without what came after the snapshot on purpose: the `wgast` section, the
-    `tiles.sample` route (now the default source) and its settings, LOAN's model side."""
+    `tiles.sample` route (now the default source) and its settings, LOAN's model side, the
+    `eo` section."""
     out = copy.deepcopy(config)
     out.pop("wgast", None)
+    out.pop("eo", None)
     for newer in ("model", "train", "baseline", "danger_map", "weights"):
         out.get("loan", {}).pop(newer, None)
     tiles = out.setdefault("tiles", {})

@@ -1230,7 +1230,11 @@ class EoSettings(Section):
     decoder: Literal["FCNDecoder", "UNetDecoder"] = setting(
         "FCNDecoder", doc="terratorch decoder on the last backbone layer"
     )
-    decoder_channels: int = setting(32, doc="decoder width", minimum=4)
+    decoder_channels: int = setting(
+        16,
+        doc="decoder width; its last stages run at 10 m and dominate a frozen-backbone epoch",
+        minimum=4,
+    )
     modes: list[Literal["decoder", "vpt", "lora", "full"]] = setting(
         ["decoder"],
         doc="`decoder`: frozen backbone, decoder trained; `vpt`: frozen backbone plus trainable "
@@ -1242,6 +1246,11 @@ class EoSettings(Section):
     latent_cache: bool = setting(
         True,
         doc="`decoder` mode: encode the patches once and train the decoder on cached features",
+    )
+    residual: bool = setting(
+        True,
+        doc="learn Landsat t2 minus MODIS t2 and add MODIS t2 back on prediction: the day's "
+        "coarse LST sets the level (test dates lie after the training ones), the model the detail",
     )
     vpt_tokens: int = setting(8, doc="prompt tokens per layer (`vpt`)", minimum=1)
     lora_rank: int = setting(4, doc="LoRA rank (`lora`)", minimum=1)

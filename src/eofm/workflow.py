@@ -795,6 +795,7 @@ def final_outputs(config: Section, months: Months) -> list[str]:
     ]
     for area in wgast_areas(config):
         outputs += [*wgast_prepared(config["tiles"], area).values(), *wgast_results(area)]
+    outputs += eo_tables(config)
     for backbone in backbones(weather):
         outputs += [
             f"results/tables/weather-modes-{backbone}.csv",
@@ -809,12 +810,6 @@ def final_outputs(config: Section, months: Months) -> list[str]:
 
 
 # --------------------------------------------------------------------------- jobs
-
-
-TASK_MODEL_RULES = (
-    "train_eo",
-    "predict_eo",
-)
 
 
 def loan_jobs(config: Section) -> dict[str, list[Wildcards]]:
@@ -869,10 +864,8 @@ def jobs(config: Section, months: Months) -> dict[str, list[Wildcards]]:
         "cut_firecube_samples": (
             [{"source": config["firecube"]["source"]}] if loan_sample_stores(config) else []
         ),
-        # The task models' rules that run from their own targets (`eo`), not from `all`
-        # yet: the default run has no job of theirs.
-        **{rule: [] for rule in TASK_MODEL_RULES},
         **loan_jobs(config),
+        **eo_jobs(config),
         "manifest_table": [{}],
         "write_manifest": [],
         "skill_table": [{}],
@@ -963,14 +956,45 @@ def wgast_store(config: Section, area: str, name: str) -> str:
     return f"resources/wgast/{config['tiles']['source']}/{area}/{name}.zarr"
 
 
-def eo_outputs(config: Section) -> list[str]:
-    """Every Prithvi-EO output: per area and mode, its training summary and LST maps."""
-    tiles = config["tiles"]
-    if tiles["source"] == "none":
+def eo_areas(config: Section) -> list[str]:
+    """The areas Prithvi-EO trains on: those WGAST prepares (it reads their stores)."""
+    return wgast_areas(config)
+
+
+def eo_series(config: Section, area: str) -> list[str]:
+    """Each configured mode's 10 m LST series of ``area`` (none where EO does not run)."""
+    if area not in eo_areas(config):
         return []
+    return [f"results/eo/{area}/{mode}/lst.zarr" for mode in config["eo"]["modes"]]
+
+
+def eo_summaries(config: Section, area: str) -> list[str]:
+    """Each configured mode's training summary of ``area``, in the order of `eo_series`."""
+    return [f"results/eo/{area}/{mode}/training.json" for mode in config["eo"]["modes"]]
+
+
+def eo_tables(config: Section) -> list[str]:
+    """The EO modes table (CSV and Markdown) of every EO area."""
+    areas = eo_areas(config)
+    return [f"results/tables/eo-modes-{area}.{ext}" for area in areas for ext in ("csv", "md")]
+
+
+def eo_outputs(config: Section) -> list[str]:
+    """Every Prithvi-EO output: per area and mode, its training summary and LST maps, and
+    the area's modes table."""
     return [
-        f"results/eo/{area}/{mode}/{name}"
-        for area in tiles["areas"]
-        for mode in config["eo"]["modes"]
-        for name in ("training.json", "lst.zarr")
+        *(f for area in eo_areas(config) for f in eo_summaries(config, area)),
+        *(f for area in eo_areas(config) for f in eo_series(config, area)),
+        *eo_tables(config),
     ]
+
+
+def eo_jobs(config: Section) -> dict[str, list[Wildcards]]:
+    """The Prithvi-EO rules' jobs: one training and prediction per (area, mode), one modes
+    table per area."""
+    per_mode = [{"area": a, "eo_mode": m} for a in eo_areas(config) for m in config["eo"]["modes"]]
+    return {
+        "train_eo": per_mode,
+        "predict_eo": list(per_mode),
+        "eo_modes_table": [{"area": a} for a in eo_areas(config)],
+    }

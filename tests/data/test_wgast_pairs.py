@@ -203,6 +203,41 @@ def test_stores_follow_the_contract(prepared):
         pairs["sentinel_indices_t1"].values[p, :, 3 * r : 3 * r + 48, 3 * c : 3 * c + 48],
     )
     assert summary["patches_per_second"] > 0
+    # reflectance for Prithvi-EO: HLS bands by name, per store what it holds, no gaps
+    assert list(pairs["band"].values) == ["BLUE", "GREEN", "RED", "NIR_NARROW", "SWIR_1", "SWIR_2"]
+    assert list(pairs["landsat_band"].values) == ["GREEN", "RED", "NIR_NARROW", "SWIR_1"]
+    for name, dim in (
+        ("sentinel_reflectance_t1", "band"),
+        ("landsat_reflectance_t1", "landsat_band"),
+    ):
+        assert pairs[name].dims == ("pair", dim, "y", "x") and pairs[name].attrs["units"] == "1"
+        assert pairs[f"{name}_valid"].dims == ("pair", "y", "x")
+        assert train[name].dims == ("patch", dim, "y", "x")
+        assert -0.1 < float(pairs[name].min()) and float(pairs[name].max()) < 1.5
+    np.testing.assert_array_equal(
+        train["landsat_reflectance_t1"].values[k],
+        pairs["landsat_reflectance_t1"].values[p, :, 3 * r : 3 * r + 48, 3 * c : 3 * c + 48],
+    )
+
+
+def test_the_fake_writes_what_prepare_wgast_writes(prepared, tmp_path):
+    from tests.fakes.wgast import write_wgast_stores
+
+    _, _, real = prepared
+    fake = write_wgast_stores(tmp_path, n_pairs=2, h=96, w=96)
+    for name, ds in real.items():
+        other = xr.open_zarr(fake[name], consolidated=False)
+        assert set(other.data_vars) == set(ds.data_vars), name
+        assert set(other.coords) == set(ds.coords), name
+        assert set(other.attrs) == set(ds.attrs), name
+        for v in ds.variables:
+            assert other[v].dims == ds[v].dims, (name, v)
+            assert other[v].dtype.kind == ds[v].dtype.kind, (name, v)
+        for v in ds.data_vars:
+            assert other[v].dtype == ds[v].dtype, (name, v)
+            assert other[v].attrs == ds[v].attrs, (name, v)
+        for dim in ("index", "band", "landsat_band"):
+            assert list(other[dim].values) == list(ds[dim].values), (name, dim)
 
 
 def test_masks_and_values_follow_the_sources(prepared):
@@ -227,3 +262,16 @@ def test_masks_and_values_follow_the_sources(prepared):
         np.testing.assert_allclose(pairs["truth_t2"].values[i], day - 273.15, atol=1e-3)
         exact30 = block_mean(day, 3)[::3, ::3] - 273.15
         assert abs((pairs["landsat_lst_t2"].values[i] - exact30)[ok].std()) < 1.0
+    # Sentinel-2 reflectance is the store's, where observed (B08 stands in for NIR_NARROW)
+    s2 = xr.concat([xr.open_zarr(p, consolidated=False) for p in paths["sentinel2"]], "time")
+    for i in range(pairs.sizes["pair"]):
+        day = np.datetime64(str(pairs["sentinel2_day"].values[i]))
+        step = s2.sel(time=s2["time"].dt.floor("D") == day).isel(time=0)
+        ok = pairs["sentinel_reflectance_t1_valid"].values[i].astype(bool)
+        assert ok.mean() > 0.5
+        for hls, band in (("BLUE", "B02"), ("NIR_NARROW", "B08"), ("SWIR_2", "B12")):
+            np.testing.assert_allclose(
+                pairs["sentinel_reflectance_t1"].sel(band=hls).values[i][ok],
+                step["reflectance"].sel(band=band).values[:h, :w][ok],
+                atol=1e-6,
+            )

@@ -12,7 +12,7 @@ from eofm.models.eo.predict import predict_eo, window_starts
 from eofm.models.eo.terratorch_task import EoModelSpec
 from eofm.train.eo import split_by_pair, train_eo
 from eofm.train.fit import TrainingSettings
-from tests.fakes.wgast_reflectance import write_wgast
+from tests.fakes.wgast import write_wgast_stores
 
 pytest.importorskip("terratorch")
 
@@ -29,11 +29,13 @@ TRAINING = TrainingSettings(
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory):
-    return write_wgast(tmp_path_factory.mktemp("wgast") / "area", n_pairs=4, size=192)
+    root = tmp_path_factory.mktemp("wgast") / "area"
+    write_wgast_stores(root, n_pairs=4, h=192, w=192)
+    return root
 
 
-def _train(stores, tmp, mode, cached=False):
-    out = tmp / f"{mode}-{cached}"
+def _train(stores, tmp, mode, cached=False, residual=False):
+    out = tmp / f"{mode}-{cached}-{residual}"
     record = train_eo(
         train_store=stores / "train.zarr",
         weights=out / "model.safetensors",
@@ -44,6 +46,7 @@ def _train(stores, tmp, mode, cached=False):
         mode=mode,
         training=TRAINING,
         cached=cached,
+        residual=residual,
     )
     return out, record
 
@@ -67,7 +70,7 @@ def test_cached_decoder_matches_online_decoder_and_records_the_table_fields(stor
         assert key in summary
     assert summary["cached"] is True and online["cached"] is False
     assert summary["encode_seconds"] > 0
-    assert online["trainable_parameters"] == cached["trainable_parameters"] == 82_465
+    assert online["trainable_parameters"] == cached["trainable_parameters"] == 28_945
     # same seed, same data, frozen encoder: the cache changes cost, not the result
     assert cached["metrics"]["val_loss"] == pytest.approx(online["metrics"]["val_loss"], rel=1e-4)
     assert (tmp_path / "ckpt").glob("*/complete.json")
@@ -91,8 +94,8 @@ def test_prediction_writes_cogs_and_a_store_on_the_10m_grid(stores, tmp_path):
         for t in pairs["t2"].values[test]
     ]
     with rasterio.open(files[0]) as src:
-        assert src.crs.to_epsg() == 32632
-        assert src.transform.to_gdal() == (400_000.0, 10.0, 0.0, 5_000_000.0, 0.0, -10.0)
+        assert src.crs.to_epsg() == 32631
+        assert src.transform.to_gdal() == (500_000.0, 10.0, 0.0, 5_300_000.0, 0.0, -10.0)
         assert src.overviews(1)
         band = src.read(1)
     lst = xr.open_zarr(tmp_path / "lst.zarr")["lst"]
@@ -102,6 +105,28 @@ def test_prediction_writes_cogs_and_a_store_on_the_10m_grid(stores, tmp_path):
     # inverted to °C: in the range of the Landsat targets, not standardised
     target = pairs["landsat_lst_t2"].values[test]
     assert abs(float(lst.mean()) - float(target.mean())) < 5 * float(target.std()) + 5
+
+
+def test_residual_training_takes_the_level_from_modis_t2(stores, tmp_path):
+    """Test dates are warmer than training ones (the fake's level rises by pair): learning
+    Landsat t2 − MODIS t2 and adding MODIS t2 back keeps the day's level."""
+    pairs = xr.open_zarr(stores / "pairs.zarr")
+    test = np.flatnonzero(pairs["split"].values == "test")
+    bias = {}
+    for residual in (False, True):
+        out, record = _train(stores, tmp_path, "decoder", cached=True, residual=residual)
+        assert record["residual"] is residual
+        assert read_json(out / "model.json")["residual"] is residual
+        predict_eo(
+            pairs_store=stores / "pairs.zarr",
+            weights=out / "model.safetensors",
+            model_config=out / "model.json",
+            out_dir=out / "maps",
+            lst_store=out / "lst.zarr",
+        )
+        lst = xr.open_zarr(out / "lst.zarr")["lst"].values
+        bias[residual] = abs(float(lst.mean() - pairs["truth_t2"].values[test].mean()))
+    assert bias[True] < 1.0 < bias[False]
 
 
 def test_windows_cover_the_edge():

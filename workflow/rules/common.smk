@@ -181,6 +181,15 @@ def eo_wgast_store(area, name):
     return plan.wgast_store(config, area, name)
 
 
+def eo_series(wildcards):
+    """Every configured Prithvi-EO mode's LST series of the area (none where EO is off)."""
+    return plan.eo_series(config, wildcards.area)
+
+
+def eo_summaries(wildcards):
+    return plan.eo_summaries(config, wildcards.area)
+
+
 def eo_local_weights():
     """The local checkpoint file of `eo.weights` (a job input), else nothing."""
     weights = EO["weights"]

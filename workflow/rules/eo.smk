@@ -57,6 +57,30 @@ rule predict_eo:
         "../../scripts/predict_eo.py"
 
 
+rule eo_modes_table:
+    """The area's modes side by side: cost per mode and the WGAST metrics, baselines last."""
+    input:
+        pairs=lambda wildcards: eo_wgast_store(wildcards.area, "pairs"),
+        series=eo_series,
+        summaries=eo_summaries,
+    output:
+        csv=report(
+            "results/tables/eo-modes-{area}.csv",
+            caption="../report/eo-modes.rst",
+            category="LST",
+            labels={"area": "{area}", "table": "Prithvi-EO modes"},
+        ),
+        md="results/tables/eo-modes-{area}.md",
+    log:
+        "logs/eo_modes_table/{area}.log",
+    benchmark:
+        "benchmarks/eo_modes_table/{area}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../../scripts/eo_modes_table.py"
+
+
 rule eo:
     """Only the Prithvi-EO stage (`snakemake eo`): every mode's summary and maps."""
     input:

@@ -82,10 +82,11 @@ rule predict_wgast:
 
 
 rule evaluate_wgast:
-    """Per-test-date metrics of WGAST and the baselines; map figures."""
+    """Per-test-date metrics of WGAST, the baselines and each Prithvi-EO mode; map figures."""
     input:
         pairs=wgast_store("pairs"),
         series=rules.predict_wgast.output.series,
+        eo=eo_series,
     output:
         csv=report(
             "results/tables/wgast-{area}.csv",

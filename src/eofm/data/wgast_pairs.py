@@ -17,6 +17,10 @@ This module turns the tile stores of one area into what the model reads
   from Landsat SR (30 m) and Sentinel-2 (10 m), LST in °C, Landsat and MODIS bicubically
   upsampled to 10 m (``align_corners=True`` as the paper), the 10 m grid cropped to a
   multiple of 3 so that 3×3 blocks make the 30 m grid;
+* **reflectance** for Prithvi-EO: the six HLS bands (BLUE … SWIR_2) that each store holds,
+  Sentinel-2 at 10 m (gap-filled) and Landsat SR at 30 m (block mean, gap-filled, bicubic to
+  10 m), as ``sentinel_reflectance_t1`` (dim ``band``) and ``landsat_reflectance_t1`` (dim
+  ``landsat_band``; the Landsat store holds green, red, nir08 and swir16 only);
 * **patches**: ``patch``×``patch`` at 30 m (×3 at 10 m) every ``stride`` pixels, written to
   one Zarr store per split, chunked along ``patch``.
 
@@ -62,11 +66,32 @@ LANDSAT_INDEX_BANDS = {
     "ndbi": ("swir16", "nir08"),
 }
 S2_INDEX_BANDS = {"ndvi": ("B08", "B04"), "ndwi": ("B03", "B08"), "ndbi": ("B11", "B08")}
+#: the six HLS bands Prithvi-EO reads, and each store's band for it (first present wins:
+#: Sentinel-2's narrow NIR B8A if stored, else B08); a store lacking one leaves it out
+HLS_BANDS = ("BLUE", "GREEN", "RED", "NIR_NARROW", "SWIR_1", "SWIR_2")
+S2_HLS_BANDS = {
+    "BLUE": ("B02",),
+    "GREEN": ("B03",),
+    "RED": ("B04",),
+    "NIR_NARROW": ("B8A", "B08"),
+    "SWIR_1": ("B11",),
+    "SWIR_2": ("B12",),
+}
+LANDSAT_HLS_BANDS = {
+    "BLUE": ("blue",),
+    "GREEN": ("green",),
+    "RED": ("red",),
+    "NIR_NARROW": ("nir08",),
+    "SWIR_1": ("swir16",),
+    "SWIR_2": ("swir22",),
+}
 KELVIN = 273.15
 MODIS_DEFAULT_M = 926.625
 #: the 10 m inputs, the 30 m variables, and the truth
 FINE = ("modis_t1", "modis_t2", "landsat_lst_t1")
 FINE_INDICES = ("landsat_indices_t1", "sentinel_indices_t1")
+#: 10 m surface reflectance per HLS band (dims of the band axis: HLS names)
+REFLECTANCE = {"sentinel_reflectance_t1": "band", "landsat_reflectance_t1": "landsat_band"}
 COARSE = ("landsat_lst_t2", "landsat_lst_t1_30m", "modis_t1_30m", "modis_t2_30m")
 LST_VARIABLES = (*FINE, *COARSE, "truth_t2")
 
@@ -412,6 +437,19 @@ class _Reader:
         self._open.clear()
 
 
+def hls_sources(ds: xr.Dataset, sensor: str) -> dict[str, str]:
+    """{HLS band: store band} of the HLS bands a Sentinel-2 (``band``) or Landsat
+    (``sr_band``) tile store holds, in HLS order; bands the store lacks are left out."""
+    table, dim = (S2_HLS_BANDS, "band") if sensor == "sentinel2" else (LANDSAT_HLS_BANDS, "sr_band")
+    held = {str(b) for b in ds[dim].values} if dim in ds.coords else set()
+    out = {}
+    for name, candidates in table.items():
+        found = next((b for b in candidates if b in held), None)
+        if found is not None:
+            out[name] = found
+    return out
+
+
 def _indices(data: dict[str, np.ndarray], table: dict[str, tuple[str, str]]) -> np.ndarray:
     return np.stack([normalised_difference(data[a], data[b]) for a, b in table.values()])
 
@@ -422,8 +460,18 @@ def pair_arrays(
     shape: tuple[int, int],
     modis_factor: int,
     truth: Acquisition | None = None,
+    hls: dict[str, dict[str, str]] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Every contract variable of one pair (float32 filled; ``*_valid`` uint8)."""
+    """Every contract variable of one pair (float32 filled; ``*_valid`` uint8).
+
+    ``hls`` maps ``sentinel2``/``landsat`` to {HLS band: store band} (default: what this
+    pair's stores hold, `hls_sources`); prepare_wgast fixes it once for all pairs.
+    """
+    if hls is None:
+        hls = {
+            "sentinel2": hls_sources(reader.dataset(pair.sentinel_t1.store), "sentinel2"),
+            "landsat": hls_sources(reader.dataset(pair.landsat_t1.store), "landsat"),
+        }
     height, width = shape
     small = (height // 3, width // 3)
     out: dict[str, np.ndarray] = {}
@@ -447,21 +495,37 @@ def pair_arrays(
         if tag == "t1":
             out["landsat_lst_t1"] = bicubic(filled, shape)
             out["landsat_lst_t1_valid"] = _expand(observed, 3, shape).astype(np.uint8)
-            bands = sorted({b for pair_ in LANDSAT_INDEX_BANDS.values() for b in pair_})
+            sources = hls["landsat"]
+            index_bands = {b for pair_ in LANDSAT_INDEX_BANDS.values() for b in pair_}
+            bands = sorted(index_bands | set(sources.values()))
             refl, _ = reader.image(acq, "reflectance", bands, shape)
             coarse_refl, _ = block_reduce(refl, 3)
-            index = _indices(dict(zip(bands, coarse_refl, strict=True)), LANDSAT_INDEX_BANDS)
+            by_band = dict(zip(bands, coarse_refl, strict=True))
+            index = _indices(by_band, LANDSAT_INDEX_BANDS)
             ok = observed & np.isfinite(index).all(axis=0)
             filled_index = np.stack([focal_fill(i, ok) for i in index])
             out["landsat_indices_t1"] = bicubic(filled_index, shape)
             out["landsat_indices_t1_valid"] = _expand(ok, 3, shape).astype(np.uint8)
+            # reflectance: 30 m block means, gap-filled, bicubic to 10 m like the indices
+            sr = np.stack([by_band[b] for b in sources.values()])
+            ok = observed & np.isfinite(sr).all(axis=0)
+            filled_sr = np.stack([focal_fill(b, ok) for b in sr])
+            out["landsat_reflectance_t1"] = bicubic(filled_sr, shape)
+            out["landsat_reflectance_t1_valid"] = _expand(ok, 3, shape).astype(np.uint8)
 
-    bands = sorted({b for pair_ in S2_INDEX_BANDS.values() for b in pair_})
+    sources = hls["sentinel2"]
+    index_bands = {b for pair_ in S2_INDEX_BANDS.values() for b in pair_}
+    bands = sorted(index_bands | set(sources.values()))
     refl, valid = reader.image(pair.sentinel_t1, "reflectance", bands, shape)
-    index = _indices(dict(zip(bands, refl, strict=True)), S2_INDEX_BANDS)
+    by_band = dict(zip(bands, refl, strict=True))
+    index = _indices(by_band, S2_INDEX_BANDS)
     ok = valid & np.isfinite(index).all(axis=0)
     out["sentinel_indices_t1"] = np.stack([focal_fill(i, ok) for i in index])
     out["sentinel_indices_t1_valid"] = ok.astype(np.uint8)
+    sr = np.stack([by_band[b] for b in sources.values()])
+    ok = valid & np.isfinite(sr).all(axis=0)
+    out["sentinel_reflectance_t1"] = np.stack([focal_fill(b, ok) for b in sr])
+    out["sentinel_reflectance_t1_valid"] = ok.astype(np.uint8)
 
     if truth is not None:
         ds = reader.dataset(truth.store)
@@ -510,6 +574,8 @@ def _dims(name: str) -> tuple[str, ...]:
         return ("y30", "x30")
     if base in FINE_INDICES and not name.endswith("_valid"):
         return ("index", "y", "x")
+    if base in REFLECTANCE and not name.endswith("_valid"):
+        return (REFLECTANCE[base], "y", "x")
     return ("y", "x")
 
 
@@ -523,6 +589,12 @@ def _var_attrs(name: str) -> dict[str, Any]:
         }
     if base in FINE_INDICES:
         return {"units": "1", "long_name": f"{base}: NDVI, NDWI, NDBI (gap-filled)"}
+    if base in REFLECTANCE:
+        sensor = "Sentinel-2 (10 m)" if base.startswith("sentinel") else "Landsat (30 m, bicubic)"
+        return {
+            "units": "1",
+            "long_name": f"{base}: surface reflectance of the HLS bands, {sensor}, gap-filled",
+        }
     grid = "30 m" if base in COARSE else "10 m"
     return {"units": "degC", "long_name": f"{base}: land surface temperature on the {grid} grid"}
 
@@ -669,8 +741,18 @@ def prepare_wgast(
     origins = patch_origins(*small, patch, stride)
 
     grid = _grid(pairs[0].landsat_t1.store, shape)
+    with (
+        xr.open_zarr(pairs[0].sentinel_t1.store, consolidated=False) as s2,
+        xr.open_zarr(pairs[0].landsat_t1.store, consolidated=False) as ls,
+    ):
+        hls = {"sentinel2": hls_sources(s2, "sentinel2"), "landsat": hls_sources(ls, "landsat")}
+    bands = {
+        "band": np.array(list(hls["sentinel2"]), dtype=object),
+        "landsat_band": np.array(list(hls["landsat"]), dtype=object),
+    }
     sizes = {"y": shape[0], "x": shape[1], "y30": small[0], "x30": small[1], "index": len(INDICES)}
-    names = [*FINE, *FINE_INDICES, *COARSE]
+    sizes |= {dim: len(names_) for dim, names_ in bands.items()}
+    names = [*FINE, *FINE_INDICES, *REFLECTANCE, *COARSE]
     if truth:
         names.append("truth_t2")
     variables = {}
@@ -687,6 +769,7 @@ def prepare_wgast(
         "s2_tolerance_days": int(settings.s2_tolerance_days),
         "split_day": str(selection.split_day),
         "modis_block_px": modis_factor,
+        "hls_sources": json.dumps(hls),
     }
     coords_pairs = {
         "pair": ("pair", np.arange(len(pairs))),
@@ -695,6 +778,7 @@ def prepare_wgast(
         "split": ("pair", np.array(splits, dtype=object)),
         "sentinel2_day": ("pair", np.array([str(p.sentinel_t1.day) for p in pairs], dtype=object)),
         "index": ("index", np.array(INDICES, dtype=object)),
+        **{dim: (dim, values) for dim, values in bands.items()},
         "y": ("y", grid["y"]),
         "x": ("x", grid["x"]),
         "y30": ("y30", grid["y30"]),
@@ -707,6 +791,7 @@ def prepare_wgast(
         "y30": patch,
         "x30": patch,
         "index": len(INDICES),
+        **{dim: len(values) for dim, values in bands.items()},
     }
     chunk = int(settings.chunk)
     n_patches = {"train": per_pair * len(selection.train), "test": per_pair * len(selection.test)}
@@ -730,6 +815,7 @@ def prepare_wgast(
                 "row30": ("patch", rows),
                 "col30": ("patch", cols),
                 "index": ("index", np.array(INDICES, dtype=object)),
+                **{dim: (dim, values) for dim, values in bands.items()},
             }
             _create(
                 path,
@@ -747,7 +833,9 @@ def prepare_wgast(
             for i, (pair, split) in enumerate(
                 tqdm(list(zip(pairs, splits, strict=True)), desc=f"wgast {area}", unit="pair")
             ):
-                arrays = pair_arrays(pair, reader, shape, modis_factor, truth_days.get(pair.t2))
+                arrays = pair_arrays(
+                    pair, reader, shape, modis_factor, truth_days.get(pair.t2), hls
+                )
                 for name, values in arrays.items():
                     pair_group[name][i] = values
                 for a in range(0, len(origins), chunk):
@@ -789,6 +877,7 @@ __all__ = [
     "block_reduce",
     "catalogue",
     "focal_fill",
+    "hls_sources",
     "normalised_difference",
     "pair_arrays",
     "patch_origins",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,8 +19,14 @@ from skimage.metrics import structural_similarity
 from eofm.evaluate.tables import write_table
 
 METRICS = ("rmse", "ssim", "psnr", "sam", "cc", "ergas")
-#: Methods in table order: the baselines, then the model.
-METHODS = ("bicubic", "regression", "wgast")
+#: Methods in table order: the baselines, then the model (then any Prithvi-EO modes).
+BASELINES = ("bicubic", "regression")
+METHODS = (*BASELINES, "wgast")
+
+
+def eo_method(mode: str) -> str:
+    """The table's method name of a Prithvi-EO mode's predictions."""
+    return f"Prithvi-EO {mode}"
 
 
 def _valid(p: np.ndarray, r: np.ndarray, valid: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -121,24 +127,44 @@ def baselines(pairs: xr.Dataset, pair: int) -> dict[str, dict[str, np.ndarray]]:
     }
 
 
-def evaluate_pairs(pairs: xr.Dataset, predictions: Mapping[int, np.ndarray]) -> pd.DataFrame:
+def evaluate_pairs(
+    pairs: xr.Dataset,
+    predictions: Mapping[int, np.ndarray],
+    extra: Mapping[str, Mapping[int, np.ndarray]] | None = None,
+) -> pd.DataFrame:
     """One row per (test date, reference, method) with the six metrics.
 
-    ``predictions`` maps a pair index to the model's 10 m prediction (°C). Against Landsat t2
-    the 10 m predictions are averaged 3×3 to 30 m; against the truth (sample data) they are
-    compared at 10 m.
+    ``predictions`` maps a pair index to WGAST's 10 m prediction (°C); ``extra`` adds other
+    models' predictions of the same pairs under their method names (the Prithvi-EO modes).
     """
+    return evaluate_methods(pairs, {"wgast": predictions, **(extra or {})})
+
+
+def evaluate_methods(
+    pairs: xr.Dataset, models: Mapping[str, Mapping[int, np.ndarray]]
+) -> pd.DataFrame:
+    """The baselines and each of ``models`` (method name → pair index → 10 m prediction)
+    over the pairs of the first model: one row per (test date, reference, method).
+
+    Against Landsat t2 the 10 m predictions are averaged 3×3 to 30 m; against the truth
+    (sample data) they are compared at 10 m.
+    """
+    names = list(models)
     rows = []
-    for i, pred in predictions.items():
+    for i in models[names[0]] if names else []:
         p = pairs.isel(pair=i)
         date = pd.Timestamp(p["t2"].values).strftime("%Y-%m-%d")
         methods = baselines(pairs, i)
-        methods["wgast"] = {"10m": pred, "30m": pool3(pred)}
+        for name in names:
+            if i not in models[name]:
+                raise ValueError(f"{name}: no prediction for test date {date} (pair {i})")
+            pred = models[name][i]
+            methods[name] = {"10m": pred, "30m": pool3(pred)}
         refs = [("landsat_t2", "30m", p["landsat_lst_t2"].values, p["landsat_lst_t2_valid"].values)]
         if "truth_t2" in p:
             refs.append(("truth_10m", "10m", p["truth_t2"].values, p["truth_t2_valid"].values))
         for ref_name, res, ref, valid in refs:
-            for method in METHODS:
+            for method in (*BASELINES, *names):
                 values = all_metrics(methods[method][res], ref, valid)
                 rows.append({"date": date, "reference": ref_name, "method": method, **values})
     return pd.DataFrame(rows, columns=["date", "reference", "method", *METRICS])
@@ -211,19 +237,12 @@ def map_figure(
     plt.close(fig)
 
 
-def evaluate_wgast(
-    pairs_path: str | os.PathLike[str],
-    lst_path: str | os.PathLike[str],
-    csv_path: str | os.PathLike[str],
-    md_path: str | os.PathLike[str],
-    figure_dir: str | os.PathLike[str],
-) -> pd.DataFrame:
-    """The table and one map figure per test date from `pairs.zarr` and the prediction Zarr."""
-    from pathlib import Path
-
+def series_predictions(
+    pairs: xr.Dataset, lst_path: str | os.PathLike[str]
+) -> tuple[dict[int, np.ndarray], dict[str, object]]:
+    """A prediction series' 10 m map of every test pair (matched on t2) and its attrs."""
     from eofm.data.store import open_store
 
-    pairs = open_store(pairs_path).load()
     series = open_store(lst_path).load()
     by_time = {np.datetime64(t, "ns"): i for i, t in enumerate(series.time.values)}
     predictions = {}
@@ -232,7 +251,39 @@ def evaluate_wgast(
         if t2 not in by_time:
             raise ValueError(f"{lst_path}: no prediction for test date {t2} (variable 'lst')")
         predictions[int(i)] = series["lst"].values[by_time[t2]]
-    table = evaluate_pairs(pairs, predictions)
+    return predictions, dict(series.attrs)
+
+
+def eo_predictions(
+    pairs: xr.Dataset, eo_paths: Sequence[str | os.PathLike[str]]
+) -> dict[str, dict[int, np.ndarray]]:
+    """Each Prithvi-EO ``lst.zarr`` under its method name (the mode from its attrs)."""
+    out: dict[str, dict[int, np.ndarray]] = {}
+    for path in eo_paths:
+        predictions, attrs = series_predictions(pairs, path)
+        if "mode" not in attrs:
+            raise ValueError(f"{path}: attribute 'mode' missing; expected a predict_eo output")
+        out[eo_method(str(attrs["mode"]))] = predictions
+    return out
+
+
+def evaluate_wgast(
+    pairs_path: str | os.PathLike[str],
+    lst_path: str | os.PathLike[str],
+    csv_path: str | os.PathLike[str],
+    md_path: str | os.PathLike[str],
+    figure_dir: str | os.PathLike[str],
+    eo_paths: Sequence[str | os.PathLike[str]] = (),
+) -> pd.DataFrame:
+    """The table and one map figure per test date from `pairs.zarr` and the prediction Zarr;
+    ``eo_paths`` (Prithvi-EO ``lst.zarr`` series, one per mode) add one row per mode."""
+    from pathlib import Path
+
+    from eofm.data.store import open_store
+
+    pairs = open_store(pairs_path).load()
+    predictions, _ = series_predictions(pairs, lst_path)
+    table = evaluate_pairs(pairs, predictions, eo_predictions(pairs, eo_paths))
     write_lst_table(table, csv_path, md_path)
     Path(figure_dir).mkdir(parents=True, exist_ok=True)
     for i, pred in predictions.items():

@@ -25,7 +25,9 @@ from tqdm import tqdm
 from eofm.data.store import write_store
 from eofm.io import write_json
 from eofm.models.eo.terratorch_task import (
+    RESIDUAL_BASE,
     TARGET,
+    BandMappingError,
     EoModelSpec,
     Standardiser,
     build_task,
@@ -52,12 +54,22 @@ class PatchDataset(Dataset):
 
 
 def load_patches(
-    store: str | os.PathLike[str], bands: Sequence[str]
+    store: str | os.PathLike[str], bands: Sequence[str], residual: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Inputs (N, C, H, W), target and mask (N, H/3, W/3) and each patch's pair index."""
+    """Inputs (N, C, H, W), target and mask (N, H/3, W/3) and each patch's pair index.
+
+    ``residual``: the target is Landsat t2 minus MODIS t2 on the 30 m grid.
+    """
     with xr.open_zarr(store) as ds:
         image = stack_bands(ds, bands, where=str(store))
         target = np.asarray(ds[TARGET].values, np.float32)
+        if residual:
+            base = RESIDUAL_BASE["30m"]
+            if base not in ds:
+                raise BandMappingError(
+                    f"{store}: eo.residual needs variable {base!r}, which the store lacks"
+                )
+            target = target - np.asarray(ds[base].values, np.float32)
         valid = np.asarray(ds[f"{TARGET}_valid"].values, np.uint8)
         pair = np.asarray(ds["pair"].values)
     return image, target, valid, pair
@@ -93,14 +105,16 @@ def train_eo(
     mode: str,
     training: TrainingSettings,
     cached: bool = False,
+    residual: bool = False,
 ) -> dict[str, Any]:
     """Train ``mode`` on ``train_store``; write weights, rebuild config and a summary JSON.
 
-    ``cached`` (``decoder`` mode only) trains the decoder on latent-cached features.
+    ``cached`` (``decoder`` mode only) trains the decoder on latent-cached features;
+    ``residual`` trains on Landsat t2 minus MODIS t2 (prediction adds MODIS t2 back).
     """
     if cached and mode != "decoder":
         raise ValueError(f"eo mode {mode!r}: the latent cache needs the frozen 'decoder' mode")
-    image, target, valid, pair = load_patches(train_store, spec.bands)
+    image, target, valid, pair = load_patches(train_store, spec.bands, residual)
     train_idx, val_idx = split_by_pair(pair, training.val_fraction)
     in_std, lab_std = standardisers(image[train_idx], target[train_idx], valid[train_idx])
     image = in_std.apply(image, channel_axis=1)
@@ -110,6 +124,7 @@ def train_eo(
     settings = {
         "mode": mode,
         "cached": cached,
+        "residual": residual,
         "spec": {k: v for k, v in vars(spec).items() if k != "extra"},
         "training": vars(training),
     }
@@ -128,14 +143,19 @@ def train_eo(
             data = PatchDataset(image, target, valid)
         loaders = _loaders(data, train_idx, val_idx, training)
         rss_before_fit = peak_rss_mb()
-        result = fit(
-            module,
-            *loaders,
-            run=run,
-            epochs=training.epochs,
-            seed=training.seed,
-            checkpoint_every_n_steps=training.checkpoint_every_n_steps,
-        )
+        peak = TrainingPeak()
+        cpu_started = time.process_time()
+        with peak:
+            result = fit(
+                module,
+                *loaders,
+                run=run,
+                epochs=training.epochs,
+                seed=training.seed,
+                checkpoint_every_n_steps=training.checkpoint_every_n_steps,
+            )
+        # CPU seconds of this process: less disturbed than wall time by other jobs' load
+        cpu_per_epoch = (time.process_time() - cpu_started) / max(1, result["epochs"])
         n_trainable = trainable_parameters(task if not cached else module)
         save_model_weights(
             task.model,
@@ -143,6 +163,7 @@ def train_eo(
             {
                 "spec": settings["spec"],
                 "mode": mode,
+                "residual": residual,
                 "inputs": in_std.to_json(),
                 "labels": lab_std.to_json(),
             },
@@ -152,13 +173,18 @@ def train_eo(
             "mode": mode,
             "backbone": spec.backbone,
             "cached": cached,
+            "residual": residual,
             "trainable_parameters": n_trainable,
             "total_parameters": sum(p.numel() for p in task.parameters()),
             "seconds_per_epoch": result["wall_time_per_epoch_s"],
+            "cpu_seconds_per_epoch": cpu_per_epoch,
             "encode_seconds": encode_s,
             "seconds_per_epoch_with_encoding": result["wall_time_per_epoch_s"]
             + encode_s / max(1, training.epochs),
             "peak_rss_mb": peak_rss_mb(),
+            # the fit's own peak: resident memory above what the process held when it began
+            "training_peak_rss_mb": peak.growth_mb,
+            "training_peak_method": peak.method,
             # what training added over the import, the data and (cached) the encoding
             "training_rss_growth_mb": peak_rss_mb() - rss_before_fit,
             "peak_gpu_memory_mb": result["peak_memory_mb"],
@@ -172,6 +198,43 @@ def train_eo(
         write_json(record, summary)
         run.complete([weights, model_config, summary])
     return record
+
+
+class TrainingPeak:
+    """Peak resident memory of a block above the memory resident when it began.
+
+    On Linux the kernel's high-water mark (``VmHWM``) is reset on entry by writing 5 to
+    ``/proc/self/clear_refs``, so the peak is the block's own, not the import's or the data
+    loading's; elsewhere the process's ``ru_maxrss`` growth is the fallback (0 when an
+    earlier phase peaked higher). ``method`` says which was used.
+    """
+
+    def __init__(self) -> None:
+        self.start_mb = 0.0
+        self.growth_mb = 0.0
+        self.method = "vmhwm"
+
+    @staticmethod
+    def _status_mb(key: str) -> float:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith(f"{key}:"):
+                    return int(line.split()[1]) / 1024
+        raise KeyError(key)
+
+    def __enter__(self) -> TrainingPeak:
+        try:
+            with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
+                refs.write("5")
+            self.start_mb = self._status_mb("VmRSS")
+        except OSError:
+            self.method = "ru_maxrss"
+            self.start_mb = peak_rss_mb()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end = self._status_mb("VmHWM") if self.method == "vmhwm" else peak_rss_mb()
+        self.growth_mb = max(0.0, end - self.start_mb)
 
 
 def save_model_weights(
@@ -293,5 +356,10 @@ def train_eo_from_settings(
     )
     cached = bool(eo["latent_cache"]) and mode == "decoder"
     return train_eo(
-        spec=spec_from_settings(eo), mode=mode, training=training, cached=cached, **paths
+        spec=spec_from_settings(eo),
+        mode=mode,
+        training=training,
+        cached=cached,
+        residual=bool(eo["residual"]),
+        **paths,
     )

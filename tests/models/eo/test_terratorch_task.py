@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from eofm.models.eo import terratorch_task as tt
-from tests.fakes.wgast_reflectance import pairs_dataset, patches_dataset
+from tests.fakes.wgast import make_pairs, make_patches
 
 pytest.importorskip("terratorch")
 
 
 @pytest.fixture(scope="module")
 def patches():
-    return patches_dataset(pairs_dataset(n_pairs=2, size=96), "train")
+    return make_patches(make_pairs(n_pairs=2, h=96, w=96), "train")
 
 
 def _batch(n: int = 2) -> dict[str, torch.Tensor]:
@@ -39,7 +39,7 @@ def _step(task, batch) -> None:
 
 
 # trainable parameters of prithvi_eo_tiny, 9 bands, FCN 32 channels (see the notes)
-EXPECTED_TRAINABLE = {"decoder": 82_465, "vpt": 82_465 + 8 * 256 * 4, "full": 3_832_353}
+EXPECTED_TRAINABLE = {"decoder": 28_945, "vpt": 28_945 + 8 * 256 * 4, "full": 3_778_833}
 
 
 @pytest.mark.parametrize("mode", ["decoder", "vpt", "lora", "full"])
@@ -89,7 +89,23 @@ def test_a_missing_band_names_band_variable_and_store(patches):
             patches.drop_vars("sentinel_reflectance_t1"), tt.DEFAULT_BANDS, where="train.zarr"
         )
     with pytest.raises(tt.BandMappingError, match=r"'THERMAL'.*expected one of"):
-        tt.band_variables(["THERMAL"], list(patches.data_vars), "train.zarr")
+        tt.band_variables(["THERMAL"], patches, "train.zarr")
+    # the sample Landsat store has no blue band: named with the axis and what it holds
+    with pytest.raises(
+        tt.BandMappingError, match=r"train.zarr.*'LANDSAT_BLUE'.*'landsat_band'.*'GREEN'"
+    ):
+        tt.stack_bands(patches, ["LANDSAT_BLUE"], where="train.zarr")
+
+
+def test_bands_are_found_by_name_not_position(patches):
+    shuffled = patches.isel(band=[5, 4, 3, 2, 1, 0])
+    image = tt.stack_bands(shuffled, ["RED", "LANDSAT_RED"], where="train.zarr")
+    np.testing.assert_array_equal(
+        image[:, 0], patches["sentinel_reflectance_t1"].sel(band="RED").values
+    )
+    np.testing.assert_array_equal(
+        image[:, 1], patches["landsat_reflectance_t1"].sel(landsat_band="RED").values
+    )
 
 
 def test_checkpoint_with_other_bands_copies_matching_and_initialises_the_rest(tmp_path):

@@ -20,7 +20,13 @@ from tqdm import tqdm
 
 from eofm.data.store import write_store
 from eofm.hub import read_config
-from eofm.models.eo.terratorch_task import EoModelSpec, Standardiser, build_task, stack_bands
+from eofm.models.eo.terratorch_task import (
+    RESIDUAL_BASE,
+    EoModelSpec,
+    Standardiser,
+    build_task,
+    stack_bands,
+)
 from eofm.models.lst.predict import window_starts, write_cog
 
 
@@ -86,6 +92,8 @@ def predict_eo(
             image = stack_bands(ds, config["spec"]["bands"], index=[int(p)], where=str(pairs_store))
             image = inputs.apply(image, channel_axis=1)[0]
             lst = labels.invert(predict_image(task, image, window, stride))
+            if config.get("residual"):
+                lst = lst + ds[RESIDUAL_BASE["10m"]].values[p].astype(np.float32)
             t2 = pd.Timestamp(ds["t2"].values[p])
             path = out / f"lst_{t2:%Y%m%d}.tif"
             write_cog(

@@ -24,20 +24,25 @@ import torch.nn.functional as F
 from eofm.errors import EofmError
 
 HLS_BANDS = ("BLUE", "GREEN", "RED", "NIR_NARROW", "SWIR_1", "SWIR_2")
-#: Where each named band lives in a WGAST patch or pair store: (variable, index or None).
-BAND_SOURCES: dict[str, tuple[str, int | None]] = {
-    **{b: ("sentinel_reflectance_t1", i) for i, b in enumerate(HLS_BANDS)},
-    **{f"LANDSAT_{b}": ("landsat_reflectance_t1", i) for i, b in enumerate(HLS_BANDS)},
+#: Where each named band lives in a WGAST patch or pair store: (variable, the label along
+#: its band axis — ``band``/``landsat_band``/``index`` — or None for a single plane).
+BAND_SOURCES: dict[str, tuple[str, str | None]] = {
+    **{b: ("sentinel_reflectance_t1", b) for b in HLS_BANDS},
+    **{f"LANDSAT_{b}": ("landsat_reflectance_t1", b) for b in HLS_BANDS},
     "MODIS_LST_T1": ("modis_t1", None),
     "MODIS_LST_T2": ("modis_t2", None),
     "LANDSAT_LST_T1": ("landsat_lst_t1", None),
-    "NDVI": ("sentinel_indices_t1", 0),
-    "NDWI": ("sentinel_indices_t1", 1),
-    "NDBI": ("sentinel_indices_t1", 2),
+    "NDVI": ("sentinel_indices_t1", "ndvi"),
+    "NDWI": ("sentinel_indices_t1", "ndwi"),
+    "NDBI": ("sentinel_indices_t1", "ndbi"),
 }
 DEFAULT_BANDS = (*HLS_BANDS, "MODIS_LST_T1", "MODIS_LST_T2", "LANDSAT_LST_T1")
 MODES = ("decoder", "vpt", "lora", "full")
 TARGET = "landsat_lst_t2"
+#: with ``residual``, the model learns the target minus MODIS t2 (its 30 m mean for the
+#: loss, its 10 m bicubic image added back on prediction): the coarse sensor of the day sets
+#: the level, the model the fine detail, as regression fusion does
+RESIDUAL_BASE = {"30m": "modis_t2_30m", "10m": "modis_t2"}
 SCALE = 3  # 10 m pixels per 30 m pixel
 
 
@@ -59,7 +64,7 @@ class EoModelSpec:
     backbone: str = "prithvi_eo_tiny"
     bands: tuple[str, ...] = DEFAULT_BANDS
     decoder: str = "FCNDecoder"
-    decoder_channels: int = 32
+    decoder_channels: int = 16
     vpt_tokens: int = 8
     lora_rank: int = 4
     ckpt_path: str | None = None
@@ -97,27 +102,37 @@ def peft_available() -> bool:
     return importlib.util.find_spec("peft") is not None
 
 
-def band_variables(
-    bands: Sequence[str], variables: Sequence[str], where: str
-) -> list[tuple[str, int | None]]:
-    """Map each band to its (variable, index) in a store holding ``variables``.
+def band_variables(bands: Sequence[str], ds: Any, where: str) -> list[tuple[str, int | None]]:
+    """Map each band to its (variable, position on the band axis) in store ``ds``.
 
-    Fails naming the band, the variable it needs and the store when one is missing.
+    Fails naming the band, the variable (and label) it needs and the store when one is
+    missing.
     """
-    out = []
+    names = list(ds.data_vars)
+    out: list[tuple[str, int | None]] = []
     for band in bands:
         if band not in BAND_SOURCES:
             raise BandMappingError(
                 f"{where}: band {band!r} is not one eofm can read; expected one of "
                 f"{sorted(BAND_SOURCES)}"
             )
-        var, index = BAND_SOURCES[band]
-        if var not in variables:
+        var, label = BAND_SOURCES[band]
+        if var not in names:
             raise BandMappingError(
                 f"{where}: band {band!r} needs variable {var!r}, which the store lacks "
-                f"(it has {sorted(variables)})"
+                f"(it has {sorted(names)})"
             )
-        out.append((var, index))
+        if label is None:
+            out.append((var, None))
+            continue
+        dim = ds[var].dims[1]
+        held = [str(v) for v in ds[dim].values] if dim in ds.coords else []
+        if label not in held:
+            raise BandMappingError(
+                f"{where}: band {band!r} needs {label!r} along {dim!r} of variable {var!r}, "
+                f"which holds {held} (the tile store it came from lacks that band)"
+            )
+        out.append((var, held.index(label)))
     return out
 
 
@@ -125,7 +140,7 @@ def stack_bands(
     ds: Any, bands: Sequence[str], index: Any = slice(None), where: str = "store"
 ) -> np.ndarray:
     """Stack ``bands`` of a WGAST store (xarray Dataset) into (N, C, H, W) float32."""
-    mapping = band_variables(bands, list(ds.data_vars), where)
+    mapping = band_variables(bands, ds, where)
     lead = next(iter(ds[mapping[0][0]].dims))
     planes = []
     for var, i in mapping:
