@@ -203,3 +203,17 @@ def test_pitfall_prithvi_eo_tiny_has_no_published_weights():
 
     assert "prithvi_eo_tiny" not in pretrained_weights
     assert "prithvi_eo_v2_300" in pretrained_weights
+
+
+def test_eo_weights_read_as_every_familys_weights_setting(tmp_path):
+    import hashlib
+
+    ckpt = tmp_path / "prithvi.pt"
+    ckpt.write_bytes(b"weights")
+    digest = hashlib.sha256(b"weights").hexdigest()
+    assert tt.backbone_checkpoint("none") is None
+    assert tt.backbone_checkpoint({"path": str(ckpt), "sha256": digest}) == str(ckpt)
+    with pytest.raises(ValueError, match=r"does not match weights\.sha256"):
+        tt.backbone_checkpoint({"path": str(ckpt), "sha256": "0" * 64})
+    with pytest.raises(FileNotFoundError, match="checkpoint file not found"):
+        tt.backbone_checkpoint({"path": str(tmp_path / "missing.pt")})

@@ -75,10 +75,10 @@ class EoModelSpec:
 def backbone_checkpoint(weights: str | Mapping[str, Any]) -> str | None:
     """The local file behind the ``eo.weights`` setting (``backbone_ckpt_path``), or ``None``.
 
-    ``{path[, sha256]}`` is checked against its sha256 when given; ``{repo, file,
-    revision, sha256}`` is fetched pinned and verified through :mod:`eofm.hub`.
+    ``{path[, sha256]}`` or ``{repo, file, revision, sha256}``, read as every family's
+    weights setting is (`eofm.hub.fetch_checkpoint`).
     """
-    from eofm.hub import HubWeights, download_weights, sha256_file
+    from eofm.hub import fetch_checkpoint
 
     if weights == "none":
         return None
@@ -87,14 +87,8 @@ def backbone_checkpoint(weights: str | Mapping[str, Any]) -> str | None:
             f"eo.weights: {weights!r}; expected 'none', {{path}} or "
             "{{repo, file, revision, sha256}}"
         )
-    if "path" in weights:
-        path = str(weights["path"])
-        expected = weights.get("sha256")
-        if expected and sha256_file(path) != str(expected).lower():
-            raise ValueError(f"{path}: sha256 differs from eo.weights.sha256 {expected}")
-        return path
-    spec = HubWeights(weights["repo"], weights["file"], weights["revision"], weights["sha256"])
-    return str(download_weights(spec))
+    path, _ = fetch_checkpoint(weights)
+    return str(path)
 
 
 def peft_available() -> bool:
