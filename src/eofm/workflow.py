@@ -663,15 +663,6 @@ def loan_splits(config: Section) -> list[str]:
     return ["train", "val", *(f"test-{y}" for y in config["loan"]["splits"]["test"])]
 
 
-def loan_sample_stores(config: Section) -> list[str]:
-    """The LOAN sample stores, none when the cube or LOAN is off."""
-    firecube, loan = config["firecube"], config["loan"]
-    if firecube["source"] == "none" or not loan["enabled"]:
-        return []
-    prefix = f"resources/loan/{firecube['source']}/samples"
-    return [f"{prefix}/{split}.zarr" for split in loan_splits(config)]
-
-
 LOAN_NORMS = ("loan", "batchnorm")  # the model and its plain batch-norm ablation
 
 
@@ -679,6 +670,14 @@ def loan_source(config: Section) -> str | None:
     """The FireCube source LOAN runs on, ``None`` when the cube or LOAN is off."""
     firecube, loan = config["firecube"], config["loan"]
     return None if firecube["source"] == "none" or not loan["enabled"] else firecube["source"]
+
+
+def loan_sample_stores(config: Section) -> list[str]:
+    """The LOAN sample stores, none when the cube or LOAN is off."""
+    source = loan_source(config)
+    if source is None:
+        return []
+    return [f"resources/loan/{source}/samples/{split}.zarr" for split in loan_splits(config)]
 
 
 def loan_outputs(config: Section) -> list[str]:
@@ -758,10 +757,20 @@ def wgast_dir(tiles: Section, area: str) -> str:
     return f"resources/wgast/{tiles['source']}/{area}"
 
 
+#: the stores `prepare_wgast` writes per area
+WGAST_STORES = ("pairs", "train", "test")
+
+
+def wgast_store(tiles: Section, area: str, name: str) -> str:
+    """A store `prepare_wgast` writes for ``area``: ``pairs``, ``train`` or ``test``."""
+    if name not in WGAST_STORES:
+        raise ValueError(f"wgast_store: name {name!r}; expected one of {WGAST_STORES}")
+    return f"{wgast_dir(tiles, area)}/{name}.zarr"
+
+
 def wgast_prepared(tiles: Section, area: str) -> dict[str, str]:
     """The stores `prepare_wgast` writes for ``area``: pairs, train and test."""
-    folder = wgast_dir(tiles, area)
-    return {name: f"{folder}/{name}.zarr" for name in ("pairs", "train", "test")}
+    return {name: wgast_store(tiles, area, name) for name in WGAST_STORES}
 
 
 def wgast_tile_stores(tiles: Section, months: Months, area: str) -> dict[str, list[str]]:
@@ -947,13 +956,6 @@ def benchmark_files(
 
 
 # --------------------------------------------------------------------------- eo
-
-
-def wgast_store(config: Section, area: str, name: str) -> str:
-    """A WGAST store ``prepare_wgast`` writes: ``pairs``, ``train`` or ``test``."""
-    if name not in ("pairs", "train", "test"):
-        raise ValueError(f"wgast_store: name {name!r}; expected 'pairs', 'train' or 'test'")
-    return f"resources/wgast/{config['tiles']['source']}/{area}/{name}.zarr"
 
 
 def eo_areas(config: Section) -> list[str]:

@@ -177,10 +177,6 @@ def eo_outputs():
     return plan.eo_outputs(config)
 
 
-def eo_wgast_store(area, name):
-    return plan.wgast_store(config, area, name)
-
-
 def eo_series(wildcards):
     """Every configured Prithvi-EO mode's LST series of the area (none where EO is off)."""
     return plan.eo_series(config, wildcards.area)
@@ -250,8 +246,9 @@ def job_runtime_min(rule_name, default_min):
 
 
 def wgast_store(name):
-    """`resources/wgast/<tiles source>/<area>/<name>.zarr` (written by `prepare_wgast`)."""
-    return f"resources/wgast/{TILES['source']}/{{area}}/{name}.zarr"
+    """`resources/wgast/<tiles source>/{area}/<name>.zarr` (written by `prepare_wgast`), with
+    the rule's ``{area}`` wildcard; the WGAST and Prithvi-EO rules read it."""
+    return plan.wgast_store(TILES, "{area}", name)
 
 
 def wgast_memory_mb(rule_name):

@@ -4,7 +4,7 @@
 rule train_eo:
     """Train one mode (decoder, vpt, lora, full) on the WGAST training patches."""
     input:
-        stores=lambda wildcards: eo_wgast_store(wildcards.area, "train"),
+        stores=wgast_store("train"),
         local=eo_local_weights(),
     output:
         weights="resources/eo/{area}/{eo_mode}/model.safetensors",
@@ -33,7 +33,7 @@ rule train_eo:
 rule predict_eo:
     """10 m LST over the test pairs: one COG per t2 date and lst.zarr, as WGAST writes."""
     input:
-        stores=lambda wildcards: eo_wgast_store(wildcards.area, "pairs"),
+        stores=wgast_store("pairs"),
         weights=rules.train_eo.output.weights,
         config=rules.train_eo.output.config,
     output:
@@ -60,7 +60,7 @@ rule predict_eo:
 rule eo_modes_table:
     """The area's modes side by side: cost per mode and the WGAST metrics, baselines last."""
     input:
-        pairs=lambda wildcards: eo_wgast_store(wildcards.area, "pairs"),
+        pairs=wgast_store("pairs"),
         series=eo_series,
         summaries=eo_summaries,
     output:
