@@ -47,3 +47,15 @@ rule data:
     """Only the data stage: every store, its QC and the manifest table (`snakemake data`)."""
     input:
         data_outputs(),
+
+
+rule eo:
+    """Only the Prithvi-EO stage (`snakemake eo`): every mode's summary and maps."""
+    input:
+        eo_outputs(),
+
+
+rule loan_all:
+    """Everything of the wildfire stage for the configured FireCube source (in `all` too)."""
+    input:
+        plan.loan_outputs(config),

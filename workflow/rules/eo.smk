@@ -79,9 +79,3 @@ rule eo_modes_table:
         "../../envs/data.yaml"
     script:
         "../../scripts/eo_modes_table.py"
-
-
-rule eo:
-    """Only the Prithvi-EO stage (`snakemake eo`): every mode's summary and maps."""
-    input:
-        eo_outputs(),

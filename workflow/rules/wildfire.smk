@@ -149,9 +149,3 @@ rule danger_map:
         "../../envs/torch.yaml"
     script:
         "../../scripts/danger_map.py"
-
-
-rule loan_all:
-    """Everything of the wildfire stage for the configured FireCube source (in `all` too)."""
-    input:
-        plan.loan_outputs(config),
