@@ -5,8 +5,9 @@ config/loan-goal.yaml` (or the default config), this reads the cube and the samp
 and fits two random forests on the sample cube's fire drivers at the sample's pixel:
 
 - ``drivers t-10..t-1``: the 10-day means of fwi, soil moisture and minimum humidity and the
-  previous day's maximum temperature and wind, land-cover fractions, slope and elevation:
-  what the models see (they see more: the whole patch and every day);
+  previous day's maximum temperature and wind, land-cover fractions, slope, elevation,
+  distance to roads and population density: what the models see (they see more: the
+  whole patch and every day);
 - ``drivers + day t``: the same plus the sample day's own maximum temperature and wind,
   which the generator's ignition risk uses but no model sees (forecasting from the previous
   days, as LOAN does).
@@ -32,7 +33,8 @@ from eofm.evaluate.fire import auprc, auroc
 
 LAGGED = ("fwi", "sminx", "min_rh")
 SAME_DAY = ("max_t2m", "max_wind_speed")
-STATIC = ("SLOPE", "DEM", *(f"CLC_2018_{k}" for k in range(10)))
+# the people layer of the generator is the same every year up to a tiny trend; 2019 stands for all
+STATIC = ("SLOPE", "DEM", "ROAD_DISTANCE", "POP_DENS_2019", *(f"CLC_2018_{k}" for k in range(10)))
 
 
 def features(cube: xr.Dataset, store: Path, day_t: bool) -> tuple[np.ndarray, np.ndarray]:

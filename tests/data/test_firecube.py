@@ -337,3 +337,24 @@ def test_sample_route_keeps_the_configured_months() -> None:
     )
     months = sample_firecube(settings)["time"].dt.month.values
     assert set(months) == {6} and months.size == 30 + 2
+
+
+def test_people_ignite_near_roads_and_where_they_live(stats, monkeypatch) -> None:
+    """Human ignitions move fires towards roads and denser population (same seed, same
+    weather): compared with a cube whose ignitions ignore people."""
+    import eofm.data.firecube as firecube
+
+    times = np.datetime64("2019-06-01") + np.arange(120)
+
+    def at_ignitions() -> tuple[float, float]:
+        ds = generate_firecube(stats, times, ny=32, nx=40, seed=5, fire_rate=5e-3)
+        ign = (ds["ignition_points"].values == 1).sum(axis=0)
+        assert ign.sum() > 100
+        roads, people = ds["ROAD_DISTANCE"].values, ds["POP_DENS_2019"].values
+        return (ign * roads).sum() / ign.sum(), (ign * people).sum() / ign.sum()
+
+    roads, people = at_ignitions()
+    monkeypatch.setattr(firecube, "HUMAN_WEIGHTS", (0.0, 0.0))
+    roads_without, people_without = at_ignitions()
+    assert roads < 0.8 * roads_without
+    assert people > 1.2 * people_without
