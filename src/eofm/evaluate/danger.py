@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from eofm.data.fire_samples import resolve
+from eofm.data.store import open_store
 from eofm.errors import StoreContractError
 from eofm.io import atomic_path
 
@@ -193,8 +194,8 @@ def make_danger_map(
     model = load_trained(weights, config)
     if torch.cuda.is_available():
         model = model.cuda()
-    samples = xr.open_zarr(train_store)
-    cube = xr.open_zarr(cube_path)
+    samples = open_store(train_store)
+    cube = open_store(cube_path)
     start = time.perf_counter()
     prob = danger_probability(
         model,

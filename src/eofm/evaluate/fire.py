@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 from tqdm import tqdm
 
+from eofm.data.store import open_store
 from eofm.evaluate.tables import write_table
 from eofm.io import atomic_path, write_json
 
@@ -121,7 +122,7 @@ def fit_random_forest(
     """A scikit-learn random forest on `pixel_features` of the training store."""
     from sklearn.ensemble import RandomForestClassifier
 
-    ds = xr.open_zarr(train_store)
+    ds = open_store(train_store)
     forest = RandomForestClassifier(
         n_estimators=n_estimators, random_state=seed, n_jobs=1, class_weight=class_weight
     )
@@ -136,7 +137,7 @@ def predict_cnn(
     model: torch.nn.Module, store: str | os.PathLike[str], batch: int = 256
 ) -> np.ndarray:
     """Fire probabilities of a LOAN CNN for every sample of ``store`` (streamed in batches)."""
-    ds = xr.open_zarr(store)
+    ds = open_store(store)
     n = ds.sizes["sample"]
     device = next(model.parameters()).device
     out = np.empty(n, dtype=np.float32)
@@ -256,7 +257,7 @@ def score_random_forest(
     )
     parts = []
     for year, store in test_stores.items():
-        ds = xr.open_zarr(store)
+        ds = open_store(store)
         score = forest.predict_proba(pixel_features(ds))[:, list(forest.classes_).index(1)]
         parts.append(_scores_frame(year, ds["label"].values, score))
     scores = pd.concat(parts, ignore_index=True)
@@ -297,7 +298,7 @@ def evaluate_fire(
     nets = {norm: load_trained(w, c) for norm, (w, c) in models.items()}
     records = []
     for year, store in test_stores.items():
-        labels = xr.open_zarr(store)["label"].values.astype(int)
+        labels = open_store(store)["label"].values.astype(int)
         by_method = {}
         for norm, net in nets.items():
             by_method[METHOD_NAMES.get(norm, norm)] = predict_cnn(net, store, batch_size)

@@ -22,7 +22,7 @@ import xarray as xr
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from eofm.data.store import write_store
+from eofm.data.store import open_store, write_store
 from eofm.io import write_json
 from eofm.models.eo.terratorch_task import (
     RESIDUAL_BASE,
@@ -60,7 +60,7 @@ def load_patches(
 
     ``residual``: the target is Landsat t2 minus MODIS t2 on the 30 m grid.
     """
-    with xr.open_zarr(store) as ds:
+    with open_store(store) as ds:
         image = stack_bands(ds, bands, where=str(store))
         target = np.asarray(ds[TARGET].values, np.float32)
         if residual:

@@ -15,10 +15,10 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-import xarray as xr
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from eofm.data.store import open_store
 from eofm.errors import StoreContractError
 from eofm.hub import fetch_checkpoint, save_weights
 from eofm.io import write_json
@@ -34,7 +34,7 @@ def load_samples(path: str | os.PathLike[str]) -> TensorDataset:
 
     Loaded whole: the published training split (2 negatives per positive) is a few GB at most.
     """
-    ds = xr.open_zarr(path)
+    ds = open_store(path)
     missing = [v for v in REQUIRED if v not in ds]
     if missing:
         raise StoreContractError(

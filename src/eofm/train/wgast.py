@@ -19,6 +19,7 @@ import xarray as xr
 from torch.utils.data import DataLoader, TensorDataset
 
 from eofm.config import WgastModelSettings, WgastTrainSettings
+from eofm.data.store import open_store
 from eofm.errors import EofmError
 from eofm.hub import save_weights
 from eofm.io import write_json
@@ -149,7 +150,7 @@ def train_wgast(
     """Train on the `train.zarr` patch store; write safetensors weights, the rebuild config
     (sizes + LST scaling) and a summary with the loss and seconds of every epoch."""
     L.seed_everything(train.seed, verbose=False)  # before any module is built
-    ds = xr.open_zarr(patch_path)
+    ds = open_store(patch_path)
     scaling = lst_scaling(ds, patch_path)
     tensors = patch_tensors(ds, patch_path, scaling)
     loader = DataLoader(TensorDataset(*tensors), batch_size=train.batch_size, shuffle=True)

@@ -18,7 +18,7 @@ import torch
 import xarray as xr
 from tqdm import tqdm
 
-from eofm.data.store import write_store
+from eofm.data.store import open_store, write_store
 from eofm.hub import read_config
 from eofm.models.eo.terratorch_task import (
     RESIDUAL_BASE,
@@ -83,7 +83,7 @@ def predict_eo(
     labels = Standardiser.from_json(config["labels"])
     out = Path(out_dir)
     written: list[Path] = []
-    with xr.open_zarr(pairs_store) as ds:
+    with open_store(pairs_store) as ds:
         test = np.flatnonzero(ds["split"].values == "test")
         if not len(test):
             raise ValueError(f"{pairs_store}: no pair has split 'test'; nothing to predict")
