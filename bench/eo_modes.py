@@ -40,14 +40,14 @@ from eofm.train.eo import train_eo
 from eofm.train.fit import TrainingSettings
 stores, root, mode, cached = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
 epochs, batch, channels = int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
-residual = sys.argv[8] == "1"
+residual, decoder = sys.argv[8] == "1", sys.argv[9]
 out = f"{root}/{mode}-{int(cached)}"
 training = TrainingSettings(train_start="", train_stop="", epochs=epochs, batch_size=batch,
                             learning_rate=1e-3, val_fraction=0.2, seed=0)
 train_eo(train_store=f"{stores}/train.zarr", weights=f"{out}/m.safetensors",
          model_config=f"{out}/m.json", summary=f"{out}/summary.json",
-         checkpoint_dir=f"{root}/ckpt", spec=EoModelSpec(decoder_channels=channels), mode=mode,
-         training=training, cached=cached, residual=residual)
+         checkpoint_dir=f"{root}/ckpt", mode=mode, training=training, cached=cached,
+         spec=EoModelSpec(decoder=decoder, decoder_channels=channels), residual=residual)
 predict_eo(pairs_store=f"{stores}/pairs.zarr", weights=f"{out}/m.safetensors",
            model_config=f"{out}/m.json", out_dir=out, lst_store=f"{out}/lst.zarr")
 """
@@ -58,6 +58,9 @@ def main() -> None:
     parser.add_argument("--stores", type=Path, default=ROOT / "resources/wgast/sample/demo")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument(
+        "--decoder", default="FCNDecoder", choices=["FCNDecoder", "UNetDecoder", "LinearDecoder"]
+    )
     parser.add_argument("--decoder-channels", type=int, default=16)
     parser.add_argument(
         "--no-residual", action="store_true", help="learn LST itself, not LST − MODIS t2"
@@ -82,7 +85,7 @@ def main() -> None:
             continue
         cmd = [sys.executable, "-c", ONE, str(args.stores), str(root), mode, str(int(cached))]
         cmd += [str(args.epochs), str(args.batch), str(args.decoder_channels)]
-        cmd += [str(int(not args.no_residual))]
+        cmd += [str(int(not args.no_residual)), args.decoder]
         done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         if done.returncode:
             sys.exit(f"{mode} (cached {cached}) failed:\n{done.stderr[-3000:]}")

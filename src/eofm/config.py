@@ -1227,8 +1227,10 @@ class EoSettings(Section):
         minItems=1,
         uniqueItems=True,
     )
-    decoder: Literal["FCNDecoder", "UNetDecoder"] = setting(
-        "FCNDecoder", doc="terratorch decoder on the last backbone layer"
+    decoder: Literal["FCNDecoder", "UNetDecoder", "LinearDecoder"] = setting(
+        "FCNDecoder",
+        doc="terratorch decoder on the last backbone layer; `LinearDecoder` is the linear "
+        "probe (one transposed convolution from each token to its 16x16 pixels)",
     )
     decoder_channels: int = setting(
         16,

@@ -146,6 +146,30 @@ def test_masked_loss_ignores_gaps_and_compares_at_30m():
 # --- terratorch 1.2.11 pitfalls: a failure here means terratorch changed; revisit the code
 
 
+def test_linear_probe_decoder_trains_only_its_token_to_pixels_map():
+    """LinearDecoder: one ConvTranspose2d(256 -> 1, 16x16) plus terratorch's 1x1 head."""
+    torch.manual_seed(0)
+    task = tt.build_task(tt.EoModelSpec(decoder="LinearDecoder"), "decoder")
+    task.log = lambda *a, **k: None
+    assert tt.trainable_parameters(task) == (256 * 16 * 16 + 1) + (1 + 1)
+    before = _backbone_state(task)
+    _step(task, _batch())
+    assert all(torch.equal(before[k], v) for k, v in _backbone_state(task).items())
+    out = task(_batch()["image"]).output
+    assert out.shape == (2, 96, 96) and torch.isfinite(out).all()
+
+
+def test_pitfall_linear_decoder_head_flag_is_read_from_the_registry():
+    from terratorch.tasks import PixelwiseRegressionTask
+
+    args = tt.model_args(tt.EoModelSpec(decoder="LinearDecoder"), "decoder")
+    del args["decoder_num_classes"]
+    # LinearDecoder.includes_head is True, but the factory asks the registry, so
+    # num_outputs goes to a head and the decoder is built without its num_classes
+    with pytest.raises(TypeError, match="num_classes"):
+        PixelwiseRegressionTask(model_args=args, model_factory="EncoderDecoderFactory")
+
+
 def test_pitfall_rmse_loss_takes_the_root_twice():
     from terratorch.tasks.regression_tasks import init_loss
 

@@ -57,6 +57,10 @@ class PeftMissingError(EofmError, ImportError):
     """The ``lora`` mode needs the optional ``peft`` package (extra ``eo-lora``)."""
 
 
+# Prithvi-EO-2.0 (and prithvi_eo_tiny) cut images into 16×16-pixel tokens
+PATCH_SIZE = 16
+
+
 @dataclass(frozen=True, kw_only=True)
 class EoModelSpec:
     """What builds one model: backbone, bands, decoder and its width, VPT/LoRA sizes."""
@@ -210,6 +214,13 @@ def model_args(spec: EoModelSpec, mode: str) -> dict[str, Any]:
             spec.decoder_channels,
             spec.decoder_channels // 2,
         ]
+    if spec.decoder == "LinearDecoder":
+        # the linear probe: one transposed convolution maps each token to its patch's
+        # pixels. terratorch 1.2.11 reads `includes_head` from the registry, not from this
+        # class, so the decoder needs its num_classes here and still gets a 1x1 head
+        del args["decoder_channels"]
+        args["decoder_num_classes"] = 1
+        args["decoder_upsampling_size"] = PATCH_SIZE
     if spec.ckpt_path is not None:
         args["backbone_ckpt_path"] = spec.ckpt_path
     if mode == "vpt":
