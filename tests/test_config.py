@@ -194,7 +194,9 @@ def test_load_gives_typed_settings_with_library_defaults():
     assert settings.tiles.stop == settings.period.test.stop == "2020-02-10"  # from the period
     assert settings.tiles.areas["attica"].resolution == 30
     assert settings.fetch.attempts == 2 and settings.fetch.read_timeout == 300.0
-    assert settings.firecube.sample.nx == 8 and settings.firecube.sample.ny == 32
+    # a nested key replaces only itself: nx given, ny from tiny.yaml
+    assert settings.firecube.sample.nx == 8
+    assert settings.firecube.sample.ny == tiny["firecube"]["sample"]["ny"]
 
 
 def test_load_does_not_touch_its_argument():
