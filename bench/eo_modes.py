@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import get_args, get_type_hints
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -58,10 +59,11 @@ def main() -> None:
     parser.add_argument("--stores", type=Path, default=ROOT / "resources/wgast/sample/demo")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument(
-        "--decoder", default="FCNDecoder", choices=["FCNDecoder", "UNetDecoder", "LinearDecoder"]
-    )
-    parser.add_argument("--decoder-channels", type=int, default=16)
+    from eofm.config import EoSettings
+
+    decoders = get_args(get_type_hints(EoSettings)["decoder"])
+    parser.add_argument("--decoder", default=EoSettings().decoder, choices=decoders)
+    parser.add_argument("--decoder-channels", type=int, default=EoSettings().decoder_channels)
     parser.add_argument(
         "--no-residual", action="store_true", help="learn LST itself, not LST − MODIS t2"
     )

@@ -1227,14 +1227,16 @@ class EoSettings(Section):
         minItems=1,
         uniqueItems=True,
     )
-    decoder: Literal["FCNDecoder", "UNetDecoder", "LinearDecoder"] = setting(
-        "FCNDecoder",
-        doc="terratorch decoder on the last backbone layer; `LinearDecoder` is the linear "
-        "probe (one transposed convolution from each token to its 16x16 pixels)",
+    decoder: Literal["LinearDecoder", "FCNDecoder", "UNetDecoder"] = setting(
+        "LinearDecoder",
+        doc="terratorch decoder on the last backbone layer. `LinearDecoder`, the linear probe "
+        "(one transposed convolution from each token to its 16x16 pixels), is the lightest "
+        "and on CPU trains over 3x faster than `full` with cached latents; `FCNDecoder` "
+        "(width `decoder_channels`) runs its last stages at 10 m and is only ~1.6x faster",
     )
     decoder_channels: int = setting(
         16,
-        doc="decoder width; its last stages run at 10 m and dominate a frozen-backbone epoch",
+        doc="`FCNDecoder`/`UNetDecoder` width (their last stages run at 10 m)",
         minimum=4,
     )
     modes: list[Literal["decoder", "vpt", "lora", "full"]] = setting(

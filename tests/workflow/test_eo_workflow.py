@@ -43,7 +43,7 @@ def test_eo_stage_trains_the_decoder_mode_and_writes_maps(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     summary = read_json(tmp_path / "results/eo/demo/decoder/training.json")
-    assert summary["cached"] is True and summary["trainable_parameters"] == 28_945
+    assert summary["cached"] is True and summary["trainable_parameters"] == 65_539
     lst = xr.open_zarr(tmp_path / "results/eo/demo/decoder/lst.zarr")["lst"]
     assert lst.sizes == {"time": 2, "y": 192, "x": 192} and np.isfinite(lst.values).all()
     cog = sorted((tmp_path / "results/eo/demo/decoder").glob("lst_*.tif"))[0]
@@ -54,6 +54,6 @@ def test_eo_stage_trains_the_decoder_mode_and_writes_maps(tmp_path):
         assert (tmp_path / f"logs/{rule}/demo/decoder.log").exists()
     table = pd.read_csv(tmp_path / "results/tables/eo-modes-demo.csv").set_index("method")
     assert list(table.index) == ["Prithvi-EO decoder", "bicubic", "regression"]
-    assert table.loc["Prithvi-EO decoder", "trainable_parameters"] == 28_945
+    assert table.loc["Prithvi-EO decoder", "trainable_parameters"] == 65_539
     assert np.isfinite(table[["rmse_landsat_t2", "rmse_truth_10m"]].to_numpy()).all()
     assert (tmp_path / "benchmarks/eo_modes_table/demo.tsv").exists()

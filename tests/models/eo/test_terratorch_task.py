@@ -38,8 +38,9 @@ def _step(task, batch) -> None:
         optimizer.step()
 
 
-# trainable parameters of prithvi_eo_tiny, 9 bands, FCN 32 channels (see the notes)
-EXPECTED_TRAINABLE = {"decoder": 28_945, "vpt": 28_945 + 8 * 256 * 4, "full": 3_778_833}
+# trainable parameters of prithvi_eo_tiny, 9 bands, the default LinearDecoder (256 x 16 x 16
+# transposed-convolution weights + bias, then the 1-channel head; FCN 16 channels: 28,945)
+EXPECTED_TRAINABLE = {"decoder": 65_539, "vpt": 65_539 + 8 * 256 * 4, "full": 3_815_427}
 
 
 @pytest.mark.parametrize("mode", ["decoder", "vpt", "lora", "full"])

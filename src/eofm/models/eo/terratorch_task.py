@@ -67,7 +67,7 @@ class EoModelSpec:
 
     backbone: str = "prithvi_eo_tiny"
     bands: tuple[str, ...] = DEFAULT_BANDS
-    decoder: str = "FCNDecoder"
+    decoder: str = "LinearDecoder"
     decoder_channels: int = 16
     vpt_tokens: int = 8
     lora_rank: int = 4
