@@ -10,18 +10,27 @@ CORES ?= all
 # pip's notices about local index folders are noise here; real errors still stop make.
 PIP_FILTER := { grep -v '^WARNING: Location' || true; }
 
-.PHONY: install install-slurm demo test test-fast lint clean
+.PHONY: install install-dev install-slurm demo test test-fast lint clean
 
+# What the workflow needs; the demo installs nothing more.
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[torch,dev]' 2>&1 | $(PIP_FILTER)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[torch]' 2>&1 | $(PIP_FILTER)
 	$(BIN)/python -c "import eofm, torch, aurora, PrithviWxC, snakemake, zarr, rasterio, huggingface_hub"
 	touch $@
 
+# The test and lint tools on top (pyproject's `dev` extra: pytest, ruff, the SLURM plugin, peft).
+install-dev: $(VENV)/.installed-dev
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[torch,dev]' 2>&1 | $(PIP_FILTER)
+	$(BIN)/python -c "import pytest, snakemake_executor_plugin_slurm, peft"
+	touch $@
+
 # The SLURM executor plugin (pinned in pyproject's `slurm` extra), for `--workflow-profile
-# profiles/slurm`; `make install` already has it (the tests use it).
+# profiles/slurm`; `make install-dev` already has it (the tests use it).
 install-slurm: install
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[slurm]' 2>&1 | $(PIP_FILTER)
 	$(BIN)/python -c "import snakemake_executor_plugin_slurm"
@@ -31,15 +40,15 @@ demo: install
 	$(BIN)/snakemake --report results/report.html
 	@echo "Report: $(CURDIR)/results/report.html"
 
-test: install
+test: install-dev
 	$(BIN)/ruff check src tests scripts bench
 	$(BIN)/python -m pytest
 
-test-fast: install
+test-fast: install-dev
 	$(BIN)/ruff check src tests scripts bench
 	$(BIN)/python -m pytest -m "not slow"
 
-lint: install
+lint: install-dev
 	$(BIN)/ruff check src tests scripts bench
 	$(BIN)/snakemake --lint
 

@@ -882,6 +882,13 @@ class WgastTrainSettings(Section):
         maximum=5,
     )
     seed: int = setting(2024, doc="seed (the paper's)")
+    level_from_modis_t2: bool = setting(
+        True,
+        doc="learn each patch's LST relative to the mean of its own MODIS t2 and add that mean "
+        "back on prediction: the day's coarse LST sets the level (test dates lie after the "
+        "training ones, in another season), the generator the detail. `false`: one global "
+        "standardisation, where the level a short training settles on can miss by degrees",
+    )
     checkpoint_every_n_steps: int | None = setting(
         None,
         doc="also save the resumable checkpoint every N optimiser steps; unset saves at epoch "

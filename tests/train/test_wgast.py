@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from eofm.config import WgastModelSettings, WgastTrainSettings
-from eofm.train.wgast import WgastModule, load_generator, train_wgast
+from eofm.data.store import open_store
+from eofm.train.wgast import WgastModule, load_generator, lst_scaling, patch_tensors, train_wgast
 from tests.fakes.wgast import write_wgast_stores
 
 SMALL = {"channels": [4, 8, 8, 8, 8], "dropout": 0.0, "disc_channels": 8}
@@ -47,6 +48,24 @@ def test_short_training_lowers_the_generator_loss_and_saves_weights(tmp_path):
         96,
         96,
     )
+
+
+def test_patches_relative_to_their_modis_level_keep_every_difference(tmp_path):
+    stores = write_wgast_stores(tmp_path / "stores", n_pairs=2, h=144, w=144)
+    ds = open_store(stores["train"])
+    scaling = lst_scaling(ds, stores["train"])
+    plain = patch_tensors(ds, stores["train"], scaling)
+    level = patch_tensors(ds, stores["train"], scaling, level_from_modis_t2=True)
+    modis_t2, target = level[1], level[5]
+    assert torch.allclose(modis_t2.mean(dim=(1, 2, 3)), torch.zeros(len(modis_t2)), atol=1e-5)
+    shift = plain[1].mean(dim=(1, 2, 3), keepdim=True)
+    for k in (0, 1, 2, 5):  # MODIS t1, t2, Landsat t1, the target: the same shift each
+        assert torch.allclose(level[k], plain[k] - shift, atol=1e-5)
+    for k in (3, 4, 6):  # indices and the mask untouched
+        assert torch.equal(level[k], plain[k])
+    assert target.shape[0] == modis_t2.shape[0]
+    _, out = _train(tmp_path, 1)
+    assert json.loads((out / "g.json").read_text())["level_from_modis_t2"] is True
 
 
 def test_training_is_seed_deterministic_on_cpu(tmp_path):

@@ -24,7 +24,7 @@ from eofm.errors import EofmError
 from eofm.hub import save_weights
 from eofm.io import write_json
 from eofm.models.lst.losses import generator_terms, lsgan_loss, pool_to_30m
-from eofm.models.lst.predict import INPUTS, LST_INPUTS
+from eofm.models.lst.predict import INPUTS, LST_INPUTS, modis_level
 from eofm.models.lst.wgast import NLayerDiscriminator, WgastGenerator, WgastSizes, count_parameters
 from eofm.train.fit import fit, training_run
 
@@ -44,12 +44,17 @@ def lst_scaling(ds: xr.Dataset, path: str | os.PathLike[str]) -> dict[str, float
 
 
 def patch_tensors(
-    ds: xr.Dataset, path: str | os.PathLike[str], scaling: dict[str, float]
+    ds: xr.Dataset,
+    path: str | os.PathLike[str],
+    scaling: dict[str, float],
+    *,
+    level_from_modis_t2: bool = False,
 ) -> list[torch.Tensor]:
     """The five inputs, the 30 m target and its mask as float tensors (N, C, H, W).
 
-    Inputs and target are standardised by ``scaling``; the whole store is read into memory
-    (a 32 px patch set of the paper's area is about 1 GB at float32).
+    Inputs and target are standardised by ``scaling`` and, with ``level_from_modis_t2``,
+    taken relative to each patch's MODIS t2 mean (`modis_level`); the whole store is read
+    into memory (a 32 px patch set of the paper's area is about 1 GB at float32).
     """
     missing = [v for v in (*INPUTS, TARGET, TARGET_VALID) if v not in ds]
     if missing:
@@ -62,6 +67,11 @@ def patch_tensors(
         if arr.ndim == 3:
             arr = arr[:, None]
         out.append(torch.from_numpy(np.ascontiguousarray(arr)))
+    if level_from_modis_t2:
+        level = modis_level(out[INPUTS.index("modis_t2")])
+        for name in (*LST_INPUTS, TARGET):
+            k = len(INPUTS) if name == TARGET else INPUTS.index(name)
+            out[k] = out[k] - level
     return out
 
 
@@ -152,7 +162,8 @@ def train_wgast(
     L.seed_everything(train.seed, verbose=False)  # before any module is built
     ds = open_store(patch_path)
     scaling = lst_scaling(ds, patch_path)
-    tensors = patch_tensors(ds, patch_path, scaling)
+    level = train.level_from_modis_t2
+    tensors = patch_tensors(ds, patch_path, scaling, level_from_modis_t2=level)
     loader = DataLoader(TensorDataset(*tensors), batch_size=train.batch_size, shuffle=True)
     sizes = WgastSizes.from_settings(model)
     module = WgastModule(sizes, train)
@@ -167,7 +178,11 @@ def train_wgast(
             seed=train.seed,
             checkpoint_every_n_steps=train.checkpoint_every_n_steps,
         )
-        config = {"sizes": {**asdict(sizes), "channels": list(sizes.channels)}, **scaling}
+        config = {
+            "sizes": {**asdict(sizes), "channels": list(sizes.channels)},
+            **scaling,
+            "level_from_modis_t2": level,
+        }
         save_weights(module.generator.cpu(), weights_path, config, config_path)
         summary = {
             "task": "train_wgast",

@@ -44,6 +44,30 @@ def test_overlap_average_reproduces_a_pixelwise_model():
     }
     out = predict_image(Echo(), inputs, {"lst_offset": 20.0, "lst_scale": 4.0}, batch_size=5)
     np.testing.assert_allclose(out, p["modis_t2"].values, atol=1e-4)
+    # relative to each window's MODIS t2 mean and back: still MODIS t2
+    level = predict_image(
+        Echo(), inputs, {"lst_offset": 20.0, "lst_scale": 4.0}, level_from_modis_t2=True
+    )
+    np.testing.assert_allclose(level, p["modis_t2"].values, atol=1e-4)
+
+
+def test_with_the_modis_level_a_warmer_day_shifts_the_prediction_by_as_much():
+    """The level comes from the day's MODIS t2: every LST input 5 °C warmer gives an image
+    exactly 5 °C warmer, whatever the generator learned (a random one here)."""
+    torch.manual_seed(0)
+    generator = WgastGenerator(WgastSizes(channels=(4, 8), disc_channels=8)).eval()
+    p = make_pairs(n_pairs=1, h=96, w=96).isel(pair=0)
+    names = ("modis_t1", "modis_t2", "landsat_lst_t1", "landsat_indices_t1", "sentinel_indices_t1")
+    inputs = {n: p[n].values for n in names}
+    warmer = {n: v + 5.0 if n in names[:3] else v for n, v in inputs.items()}
+    scaling = {"lst_offset": 15.0, "lst_scale": 3.0}
+    base = predict_image(generator, inputs, scaling, level_from_modis_t2=True)
+    np.testing.assert_allclose(
+        predict_image(generator, warmer, scaling, level_from_modis_t2=True), base + 5.0, atol=1e-3
+    )
+    # without it the level is the generator's own: a random one does not follow the shift
+    free = predict_image(generator, inputs, scaling)
+    assert abs(np.mean(predict_image(generator, warmer, scaling) - free) - 5.0) > 0.5
 
 
 def test_cog_opens_with_crs_transform_and_overviews(tmp_path):

@@ -36,6 +36,12 @@ def window_starts(size: int, window: int, stride: int) -> list[int]:
     return starts
 
 
+def modis_level(modis_t2: torch.Tensor) -> torch.Tensor:
+    """Each patch's mean MODIS t2 LST, shaped (N, 1, 1, 1) to subtract from its LST fields
+    (``wgast.train.level_from_modis_t2``)."""
+    return torch.nanmean(modis_t2.flatten(1), dim=1).view(-1, 1, 1, 1)
+
+
 @torch.no_grad()
 def predict_image(
     generator: WgastGenerator,
@@ -46,9 +52,13 @@ def predict_image(
     stride30: int = 8,
     border30: int = 1,
     batch_size: int = 32,
+    level_from_modis_t2: bool = False,
 ) -> np.ndarray:
     """10 m LST (°C) of one pair: windows of ``size30`` × 3 px, stride ``stride30`` × 3, each
-    cropped by ``border30`` × 3 px (except at the image edge) and averaged where they overlap."""
+    cropped by ``border30`` × 3 px (except at the image edge) and averaged where they overlap.
+
+    ``level_from_modis_t2``: the generator was trained on LST relative to each patch's MODIS
+    t2 mean, so each window's inputs are taken relative to its own and the mean added back."""
     h, w = inputs["modis_t1"].shape[-2:]
     tensors = {}
     for name in INPUTS:
@@ -71,7 +81,13 @@ def predict_image(
             torch.stack([tensors[n][:, y : y + s, x : x + s] for y, x in chunk]).to(device)
             for n in INPUTS
         ]
-        out = generator(*batch)[:, 0].cpu().numpy().astype(np.float64)
+        if level_from_modis_t2:
+            level = modis_level(batch[INPUTS.index("modis_t2")])
+            for name in LST_INPUTS:
+                batch[INPUTS.index(name)] = batch[INPUTS.index(name)] - level
+            out = (generator(*batch) + level)[:, 0].cpu().numpy().astype(np.float64)
+        else:
+            out = generator(*batch)[:, 0].cpu().numpy().astype(np.float64)
         out = out * scaling["lst_scale"] + scaling["lst_offset"]
         for (y, x), tile in zip(chunk, out, strict=True):
             y0 = b if y > 0 else 0
@@ -147,6 +163,7 @@ def predict_pairs(
             stride30=stride30,
             border30=border30,
             batch_size=batch_size,
+            level_from_modis_t2=bool(config.get("level_from_modis_t2", False)),
         )
         t2 = pd.Timestamp(p["t2"].values)
         paths.append(
