@@ -7,6 +7,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= all
+TEST_WORKERS ?= 2
 # pip's notices about local index folders are noise here; real errors still stop make.
 PIP_FILTER := { grep -v '^WARNING: Location' || true; }
 
@@ -26,7 +27,7 @@ install-dev: $(VENV)/.installed-dev
 
 $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[torch,dev]' 2>&1 | $(PIP_FILTER)
-	$(BIN)/python -c "import pytest, snakemake_executor_plugin_slurm, peft"
+	$(BIN)/python -c "import pytest, xdist, snakemake_executor_plugin_slurm, peft"
 	touch $@
 
 # The SLURM executor plugin (pinned in pyproject's `slurm` extra), for `--workflow-profile
@@ -40,13 +41,16 @@ demo: install
 	$(BIN)/snakemake --report results/report.html
 	@echo "Report: $(CURDIR)/results/report.html"
 
+# The unit tests in two processes (much of their time is waiting on local fake servers),
+# then the `slow` workflow tests in one, where they share the tiny DAG run.
 test: install-dev
 	$(BIN)/ruff check src tests scripts bench
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not slow" -n $(TEST_WORKERS)
+	$(BIN)/python -m pytest -m slow
 
 test-fast: install-dev
 	$(BIN)/ruff check src tests scripts bench
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow" -n $(TEST_WORKERS)
 
 lint: install-dev
 	$(BIN)/ruff check src tests scripts bench
