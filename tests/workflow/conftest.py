@@ -22,6 +22,7 @@ def finished_run(tmp_path_factory) -> Path:
     return workdir
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the groups into node ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under pytest-xdist (`make test`: ``--dist loadgroup``), every test that reads the tiny
     run, or the SLURM run compared with it, goes to one worker, so each run happens once
