@@ -42,12 +42,11 @@ demo: install
 	@echo "Report: $(CURDIR)/results/report.html"
 
 # The unit tests in two processes (much of their time is waiting on local fake servers),
-# then the `slow` workflow tests in two: one takes every test that reads the shared tiny DAG
-# run (tests/workflow/conftest.py groups them), the other the rest.
+# then the `slow` workflow tests in one, where they share the tiny DAG run.
 test: install-dev
 	$(BIN)/ruff check src tests scripts bench
 	$(BIN)/python -m pytest -m "not slow" -n $(TEST_WORKERS)
-	$(BIN)/python -m pytest -m slow -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -m slow
 
 test-fast: install-dev
 	$(BIN)/ruff check src tests scripts bench

@@ -20,13 +20,3 @@ def finished_run(tmp_path_factory) -> Path:
     result = snakemake("--configfile", str(TINY), workdir=workdir, timeout=DAG_TIMEOUT_S)
     assert result.returncode == 0, result.stderr[-5000:]
     return workdir
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the groups into node ids
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`make test`: ``--dist loadgroup``), every test that reads the tiny
-    run, or the SLURM run compared with it, goes to one worker, so each run happens once
-    while the other worker takes the remaining tests."""
-    for item in items:
-        if {"finished_run", "slurm_run"} & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.xdist_group("tiny_dag"))
