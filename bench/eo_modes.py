@@ -61,9 +61,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     from eofm.config import EoSettings
 
-    decoders = get_args(get_type_hints(EoSettings)["decoder"])
-    parser.add_argument("--decoder", default=EoSettings().decoder, choices=decoders)
-    parser.add_argument("--decoder-channels", type=int, default=EoSettings().decoder_channels)
+    defaults, decoders = EoSettings(), get_args(get_type_hints(EoSettings)["decoder"])
+    parser.add_argument("--decoder", default=defaults.decoder, choices=decoders)
+    parser.add_argument("--decoder-channels", type=int, default=defaults.decoder_channels)
     parser.add_argument(
         "--no-residual", action="store_true", help="learn LST itself, not LST − MODIS t2"
     )

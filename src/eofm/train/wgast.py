@@ -24,7 +24,7 @@ from eofm.errors import EofmError
 from eofm.hub import save_weights
 from eofm.io import write_json
 from eofm.models.lst.losses import generator_terms, lsgan_loss, pool_to_30m
-from eofm.models.lst.predict import INPUTS, LST_INPUTS, modis_level
+from eofm.models.lst.predict import INPUTS, LST_INPUTS, relative_to_modis_level
 from eofm.models.lst.wgast import NLayerDiscriminator, WgastGenerator, WgastSizes, count_parameters
 from eofm.train.fit import fit, training_run
 
@@ -53,8 +53,9 @@ def patch_tensors(
     """The five inputs, the 30 m target and its mask as float tensors (N, C, H, W).
 
     Inputs and target are standardised by ``scaling`` and, with ``level_from_modis_t2``,
-    taken relative to each patch's MODIS t2 mean (`modis_level`); the whole store is read
-    into memory (a 32 px patch set of the paper's area is about 1 GB at float32).
+    taken relative to each patch's MODIS t2 mean (`relative_to_modis_level`); the whole
+    store is read into memory (a 32 px patch set of the paper's area is about 1 GB at
+    float32).
     """
     missing = [v for v in (*INPUTS, TARGET, TARGET_VALID) if v not in ds]
     if missing:
@@ -68,10 +69,9 @@ def patch_tensors(
             arr = arr[:, None]
         out.append(torch.from_numpy(np.ascontiguousarray(arr)))
     if level_from_modis_t2:
-        level = modis_level(out[INPUTS.index("modis_t2")])
-        for name in (*LST_INPUTS, TARGET):
-            k = len(INPUTS) if name == TARGET else INPUTS.index(name)
-            out[k] = out[k] - level
+        inputs, level = relative_to_modis_level(out[: len(INPUTS)])
+        target, valid = out[len(INPUTS) :]
+        out = [*inputs, target - level, valid]
     return out
 
 

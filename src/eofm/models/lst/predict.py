@@ -36,10 +36,16 @@ def window_starts(size: int, window: int, stride: int) -> list[int]:
     return starts
 
 
-def modis_level(modis_t2: torch.Tensor) -> torch.Tensor:
-    """Each patch's mean MODIS t2 LST, shaped (N, 1, 1, 1) to subtract from its LST fields
+def relative_to_modis_level(
+    inputs: list[torch.Tensor],
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The generator's inputs (``INPUTS`` order) with every LST field taken relative to its
+    patch's mean MODIS t2, and that mean shaped (N, 1, 1, 1) to add back
     (``wgast.train.level_from_modis_t2``)."""
-    return torch.nanmean(modis_t2.flatten(1), dim=1).view(-1, 1, 1, 1)
+    modis_t2 = inputs[INPUTS.index("modis_t2")]
+    level = torch.nanmean(modis_t2.flatten(1), dim=1).view(-1, 1, 1, 1)
+    lst = {INPUTS.index(name) for name in LST_INPUTS}
+    return [x - level if k in lst else x for k, x in enumerate(inputs)], level
 
 
 @torch.no_grad()
@@ -81,13 +87,10 @@ def predict_image(
             torch.stack([tensors[n][:, y : y + s, x : x + s] for y, x in chunk]).to(device)
             for n in INPUTS
         ]
+        level: torch.Tensor | float = 0.0
         if level_from_modis_t2:
-            level = modis_level(batch[INPUTS.index("modis_t2")])
-            for name in LST_INPUTS:
-                batch[INPUTS.index(name)] = batch[INPUTS.index(name)] - level
-            out = (generator(*batch) + level)[:, 0].cpu().numpy().astype(np.float64)
-        else:
-            out = generator(*batch)[:, 0].cpu().numpy().astype(np.float64)
+            batch, level = relative_to_modis_level(batch)
+        out = (generator(*batch) + level)[:, 0].cpu().numpy().astype(np.float64)
         out = out * scaling["lst_scale"] + scaling["lst_offset"]
         for (y, x), tile in zip(chunk, out, strict=True):
             y0 = b if y > 0 else 0
