@@ -41,12 +41,12 @@ demo: install
 	$(BIN)/snakemake --report results/report.html
 	@echo "Report: $(CURDIR)/results/report.html"
 
-# The unit tests in two processes (much of their time is waiting on local fake servers),
-# then the `slow` workflow tests in one, where they share the tiny DAG run.
+# Every test in two processes, a test file at a time: the file that reads the shared tiny
+# DAG run goes first (tests/workflow/conftest.py), so one process runs the DAG (about 1.2
+# cores) while the other takes the remaining files beside it.
 test: install-dev
 	$(BIN)/ruff check src tests scripts bench
-	$(BIN)/python -m pytest -m "not slow" -n $(TEST_WORKERS)
-	$(BIN)/python -m pytest -m slow
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test-fast: install-dev
 	$(BIN)/ruff check src tests scripts bench

@@ -143,8 +143,11 @@ def test_gpu_rules_ran_on_the_gpu_partition_with_a_gpu_and_cpu_rules_did_not(slu
                 assert job["cuda_visible_devices"] == "none", f"{rule}: {job}"
 
 
-def test_results_equal_a_local_run(slurm_run, finished_run):
+def test_results_equal_a_local_run(slurm_run, request):
     """The same tiny config run locally (the shared run of tests/workflow/conftest.py)."""
+    # asked for here, not as an argument: pytest would set the session-scoped run up before
+    # `cluster` skips, and without a cluster this test would wait minutes for nothing
+    finished_run = request.getfixturevalue("finished_run")
     here, there = _metrics(finished_run), _metrics(slurm_run)
     for target in TARGETS:
         for key, value in there[target].items():
