@@ -12,8 +12,11 @@ and fits two random forests on the sample cube's fire drivers at the sample's pi
   which the generator's ignition risk uses but no model sees (forecasting from the previous
   days, as LOAN does).
 
-The second is a ceiling of what the generator makes learnable from the pixel's drivers; it
-prints AUROC/AUPRC per test year with the workflow's table, as JSON. Usage:
+The second approaches what the generator makes learnable from the pixel's drivers. Above
+both, ``generator probability`` scores each sample with the daily ignition probability the
+sample cube's fires were drawn with (the cube regenerated with ``probability=True`` and
+checked against the stored fires): no model can beat it but by chance. It prints
+AUROC/AUPRC per test year with the workflow's table, as JSON. Usage:
 
     python bench/loan_goal.py --workdir /path/to/run --out goal.json
 """
@@ -29,6 +32,7 @@ import pandas as pd
 import xarray as xr
 from sklearn.ensemble import RandomForestClassifier
 
+from eofm.data.firecube import BUNDLED_STATS, generate_firecube, load_firecube_stats
 from eofm.evaluate.fire import auprc, auroc
 
 LAGGED = ("fwi", "sminx", "min_rh")
@@ -56,11 +60,31 @@ def features(cube: xr.Dataset, store: Path, day_t: bool) -> tuple[np.ndarray, np
     return np.stack(cols, axis=1), s["label"].values.astype(int)
 
 
+def generator_probability(cube: xr.Dataset, fire_rate: float | None) -> np.ndarray:
+    """The sample cube's daily ignition probability, regenerated from its seed and grid."""
+    rate = cube.attrs.get("fire_rate", fire_rate)
+    if rate is None:
+        raise SystemExit("the cube has no fire_rate attribute (older generator): pass --fire-rate")
+    again = generate_firecube(
+        load_firecube_stats(BUNDLED_STATS),
+        cube["time"].values,
+        ny=cube.sizes["y"],
+        nx=cube.sizes["x"],
+        seed=int(cube.attrs["seed"]),
+        fire_rate=float(rate),
+        probability=True,
+    )
+    if not np.array_equal(again["burned_areas"].values, cube["burned_areas"].values):
+        raise SystemExit("regenerated fires differ from the cube's: another generator version?")
+    return again["ignition_probability"].values
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workdir", type=Path, default=Path("."))
     p.add_argument("--source", default="sample")
     p.add_argument("--out", default=None)
+    p.add_argument("--fire-rate", type=float, default=None, help="for cubes without the attribute")
     a = p.parse_args()
     root = a.workdir
     cube = xr.open_zarr(root / f"resources/firecube/{a.source}/firecube.zarr")
@@ -77,6 +101,18 @@ def main() -> None:
             score = forest.predict_proba(xt)[:, 1]
             year = store.stem.removeprefix("test-")
             result.setdefault(year, {})[name] = {
+                "auroc": auroc(yt, score),
+                "auprc": auprc(yt, score),
+            }
+    if a.source == "sample":
+        prob = generator_probability(cube, a.fire_rate)
+        index = pd.DatetimeIndex(cube["time"].values)
+        for store in tests:
+            s = xr.open_zarr(store)
+            t = index.get_indexer(pd.DatetimeIndex(s["time"].values))
+            score, yt = prob[t, s["iy"].values, s["ix"].values], s["label"].values.astype(int)
+            year = store.stem.removeprefix("test-")
+            result[year]["generator probability"] = {
                 "auroc": auroc(yt, score),
                 "auprc": auprc(yt, score),
             }

@@ -20,15 +20,27 @@ Values are generated in the units of the statistics, which differ from the datac
 The fields are smooth in space (Gaussian-filtered noise) and time (AR(1)), with a seasonal
 cycle for temperature, vegetation, humidity, soil moisture and precipitation, and cheap
 physical links: temperature falls with elevation, surface pressure falls with elevation,
-relative humidity is anti-correlated with temperature, fwi rises with temperature and
-dryness, number_of_fires counts the ignition points of each day.
+relative humidity is anti-correlated with temperature, number_of_fires counts the
+ignition points of each day. fwi is computed from the cube's own weather, as the Canadian
+Fire Weather Index is from noon temperature, humidity, wind and precipitation: it rises
+with temperature and wind and falls with humidity and rain (a small noise stands for its
+coarser grid). An earlier version drew most of it from noise of its own, so a fire driver
+the models never see (LOAN reads no fwi) carried weather the cube did not show.
 
 Fires follow their drivers as in the Mediterranean (physical realism, not tuned to any
 model): the daily ignition probability of a pixel is ``exp(risk)`` rescaled to a mean of
 ``fire_rate``, where ``risk`` adds
 
 - dryness over the previous ``FIRE_LAG_DAYS`` days (t-10 .. t-1, not day t): high fwi,
-  low soil moisture (sminx) and low minimum humidity, weight 1.2 — fuel dries over days;
+  low soil moisture (sminx) and low minimum humidity — fuel dries over days. Its 10-day
+  mean is standardised, so that its weight is per standard deviation as the other
+  drivers' are (before, the mean's smaller spread cut the stated 1.2 to an actual 0.86).
+  The weight depends on the fuel (``DRYNESS_WEIGHT`` 1.2 at the mean fuel,
+  ``FUEL_DRYNESS_SLOPE``): in Mediterranean ecosystems fuel shapes the fire-climate
+  relationship. Fire on productive, fuel-rich land is limited by drought and follows it
+  closely; on sparse, fuel-poor land it is limited by fuel and hardly follows drought
+  (Pausas and Paula 2012, Global Ecol. Biogeogr. 21:1074-1082). The weight therefore
+  falls to 0 two standard deviations below the mean fuel and rises to 2.4 two above;
 - same-day maximum temperature (0.4) and maximum wind speed (0.3);
 - fuel from the latest CORINE fractions (``FUEL_WEIGHTS``: forest and shrubland/misc.
   vegetation burn most, water and built-up land hardly at all);
@@ -347,11 +359,14 @@ def generate_firecube(
     nx: int = 80,
     seed: int = 0,
     fire_rate: float = 1e-3,
+    probability: bool = False,
 ) -> xr.Dataset:
     """A FireCube-like dataset on ``times`` over the real extent with ``ny`` x ``nx`` pixels.
 
     ``fire_rate`` is the mean daily probability of an ignition per pixel (the real cube's
-    is far lower, ~1e-5, which leaves small samples without fires).
+    is far lower, ~1e-5, which leaves small samples without fires). ``probability`` adds
+    ``ignition_probability``, the daily probability the ignitions were drawn with: no
+    variable of the real cube, but the ceiling any fire model of the sample is held to.
     """
     time = np.asarray(times, dtype="datetime64[ns]").reshape(-1)
     if time.size == 0 or ny < 2 or nx < 2:
@@ -392,12 +407,16 @@ def generate_firecube(
         z[name] = _mix((0.85, veg), (0.5, noise3(name, 0.9)))
     z["sminx"] = _mix((0.6, _season(doy, 30)), (0.5, rain), (0.6, noise3("sminx", 0.95)))
     z["smian"] = noise3("smian", 0.95)
-    # fwi: high when hot and dry (rh = -0.7 temp + 0.7 rh_noise)
-    z["fwi"] = _mix((0.9, temp), (-0.35, rh_noise), (0.4, noise3("fwi")))
     z["max_wind_u10"] = _mix((0.9, u), (0.45, noise3("max_wind_u10")))
     z["max_wind_v10"] = _mix((0.9, v), (0.45, noise3("max_wind_v10")))
     rayleigh = (np.hypot(u, v) - np.sqrt(np.pi / 2)) / np.sqrt((4 - np.pi) / 2)
     z["max_wind_speed"] = _mix((0.8, rayleigh), (0.6, noise3("max_wind_speed")))
+    # fwi is computed from the weather (Canadian FWI System: noon temperature, humidity,
+    # wind speed, 24 h precipitation), so it follows the cube's own weather, plus a little
+    # noise for its coarser grid (0.25 deg in FireCube); humid = -0.7 temp + 0.7 rh_noise
+    z["fwi"] = _mix(
+        (0.8, temp), (-0.45, rh_noise), (0.3, rayleigh), (-0.35, rain), (0.2, noise3("fwi"))
+    )
     # direction the wind blows from, uniform because (u, v) is symmetric around zero
     direction = np.degrees(np.arctan2(-u, -v)) % 360.0
     z["max_wind_direction"] = _standard_normal_from_uniform(direction / 360.0)
@@ -463,10 +482,10 @@ def generate_firecube(
     # mean is ``fire_rate``; burned areas spread from each ignition, further in wind and fuel
     fire_rng = _rng(seed, "fires")
     dryness = _mix((0.7, z["fwi"]), (-0.5, z["sminx"]), (-0.4, z["min_rh"]))
-    lagged = _trailing_mean(dryness, FIRE_LAG_DAYS)
+    lagged = _standardize(_trailing_mean(dryness, FIRE_LAG_DAYS))
     fuel = _fuel(zs)
     risk = (
-        1.2 * lagged
+        _dryness_weight(fuel)[None] * lagged
         + 0.4 * z["max_t2m"]
         + 0.3 * z["max_wind_speed"]
         + (fuel + 0.3 * zs["SLOPE"] - 0.3 * zs["DEM"] + _human(zs, population))[None]
@@ -486,6 +505,12 @@ def generate_firecube(
     data["number_of_fires"] = xr.Variable(
         "time", ignition.sum(axis=(1, 2)).astype(np.int16), attrs("number_of_fires")
     )
+    if probability:
+        data["ignition_probability"] = xr.Variable(
+            ("time", "y", "x"),
+            p.astype(np.float32),
+            {"units": "1", "long_name": "daily ignition probability of the generator"},
+        )
 
     ds = xr.Dataset(data, coords=coords)
     ds = ds[
@@ -508,11 +533,18 @@ def generate_firecube(
         "temporal_extent": f"({str(time[0])[:10]}, {str(time[-1])[:10]})",
         "stats_source": stats.source,
         "seed": seed,
+        "fire_rate": fire_rate,
     }
     return ds
 
 
 FIRE_LAG_DAYS = 10
+# ignition weight of the lagged dryness per standard deviation, at the mean fuel
+DRYNESS_WEIGHT = 1.2
+# how the dryness weight grows with the fuel index (per standard deviation of fuel): from
+# none two deviations below the mean fuel (fuel-limited) to twice DRYNESS_WEIGHT two above
+# (drought-limited), see the module docstring; the mean weight stays DRYNESS_WEIGHT
+FUEL_DRYNESS_SLOPE = 0.5
 # fuel weight per CORINE aggregate (CLC_CLASSES order): burnable vegetation high, built-up,
 # bare ground and water low (EFFIS burned areas fall mostly on forest and shrubland)
 FUEL_WEIGHTS = (-1.5, -1.0, 0.0, 0.2, 0.6, 0.0, 1.0, 1.2, -0.8, -2.0)
@@ -535,6 +567,12 @@ def _fuel(zs: dict[str, np.ndarray]) -> np.ndarray:
     year = CLC_YEARS[-1]
     total = sum(w * zs[f"CLC_{year}_{k}"] for k, w in enumerate(FUEL_WEIGHTS))
     return _standardize(total)
+
+
+def _dryness_weight(fuel: np.ndarray) -> np.ndarray:
+    """Per-pixel weight of the lagged dryness: fuel-rich land responds to drought, fuel-poor
+    land hardly does (Pausas and Paula 2012)."""
+    return DRYNESS_WEIGHT * np.maximum(0.0, 1.0 + FUEL_DRYNESS_SLOPE * fuel)
 
 
 def _human(zs: dict[str, np.ndarray], population: np.ndarray) -> np.ndarray:
