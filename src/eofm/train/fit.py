@@ -271,7 +271,9 @@ class ResumableCheckpoint(Checkpoint):
             return
         self.epochs_done = epochs_done
         with atomic_path(self.path) as tmp:
-            trainer.save_checkpoint(tmp)
+            # the whole state (optimiser, loops, callbacks) that resuming needs; saying so
+            # also spares every epoch Lightning's "weights_only was not set" log line
+            trainer.save_checkpoint(tmp, weights_only=False)
 
     def state_dict(self) -> dict[str, Any]:
         return {
