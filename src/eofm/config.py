@@ -1047,6 +1047,13 @@ class LoanSamples(Section):
         minimum=1,
     )
     chunk: int = setting(256, doc="samples per Zarr chunk", minimum=1)
+    max_gb: float = setting(
+        200.0,
+        doc="refuse, before cutting, splits that would hold more than this many GB of "
+        "patches in all (uncompressed; `all` negatives on a real cube is every land "
+        "pixel-day of the year: tens of TB)",
+        exclusiveMinimum=0,
+    )
 
 
 @dataclass(kw_only=True)

@@ -13,6 +13,7 @@ import xarray as xr
 
 from eofm.config import LoanSettings
 from eofm.data.fire_samples import cut_firecube_samples, resolve
+from eofm.errors import ConfigError
 
 YEARS = (2017, 2018, 2019, 2020)
 NDAYS, NY, NX = 20, 12, 15
@@ -149,6 +150,25 @@ def test_all_negatives(tmp_path: Path) -> None:
     eligible = NDAYS - DAYS
     assert val.sizes["sample"] == eligible * NY * NX
     assert val.attrs["neg_per_pos"] == "all"
+
+
+def test_a_sample_over_max_gb_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    """`all` negatives on a real cube is every land pixel-day: the cutter says how many
+    samples and GB each split would hold, names the key, and writes nothing."""
+    cube = make_cube(tmp_path / "cube.zarr", fires())
+    s = settings(neg_per_pos={"train": 2, "val": "all", "test": 2}, max_gb=0.002)
+    eligible = (NDAYS - DAYS) * NY * NX
+    per = (2 * DAYS + 2 + 3) * 5 * 5 * 5  # layers x patch^2 x (float32 + uint8 mask)
+    with pytest.raises(ConfigError) as e:
+        cut_firecube_samples(cube, tmp_path / "s", s)
+    message = str(e.value)
+    assert f"val: {eligible:,} samples, {eligible * per / 1e9:,.1f} GB (neg_per_pos all)" in message
+    assert "loan.samples.max_gb 0.002" in message
+    assert "loan.samples.neg_per_pos" in message
+    assert not (tmp_path / "s").exists()
+    # the same cut passes under a budget that holds it
+    ok = settings(neg_per_pos={"train": 2, "val": "all", "test": 2}, max_gb=0.01)
+    assert set(cut_firecube_samples(cube, tmp_path / "s", ok)) == {"train", "val", "test-2020"}
 
 
 def test_no_leakage_across_split_years(cut, tmp_path: Path) -> None:

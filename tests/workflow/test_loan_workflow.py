@@ -53,7 +53,8 @@ def test_greece_config_sets_the_papers_sizes_back():
     for key in ("epochs", "batch_size", "learning_rate"):
         assert loan["train"][key] == paper["train"][key], key
     assert loan["baseline"]["n_estimators"] == paper["baseline"]["n_estimators"]
-    assert loan["samples"]["neg_per_pos"] == {"train": 2, "val": "all", "test": "all"}
+    # `all` (the paper's, on its derived dataset) is every land pixel-day on the cube itself
+    assert loan["samples"]["neg_per_pos"] == {"train": 2, "val": 10, "test": 10}
 
 
 def test_greece_config_without_its_cube_names_the_missing_file(tmp_path):

@@ -160,6 +160,9 @@ def select_samples(ds: xr.Dataset, settings: LoanSettings) -> list[Split]:
         npos[name] += np.bincount(cls[iy, ix], minlength=ncls)
         nneg[name] += np.bincount(cls[neg], minlength=ncls)
 
+    check_sample_size(
+        {name: (npos[name], nneg[name], _ratio(settings, name)) for name in splits}, s
+    )
     rng = np.random.default_rng(s.seed)
     picks: dict[str, list[np.ndarray]] = {}
     for name in splits:
@@ -203,6 +206,44 @@ def select_samples(ds: xr.Dataset, settings: LoanSettings) -> list[Split]:
             )
         )
     return out
+
+
+def sample_bytes(s: LoanSamples) -> int:
+    """Uncompressed bytes of one sample: its float32 patches and their uint8 valid masks."""
+    layers = len(s.dynamic) * s.days + len(s.static) + len(s.clc)
+    return layers * s.patch**2 * (4 + 1)
+
+
+def check_sample_size(
+    counts: dict[str, tuple[np.ndarray, np.ndarray, int | str]], s: LoanSamples
+) -> None:
+    """Refuse splits above ``samples.max_gb`` before any negative is drawn or written.
+
+    ``counts`` maps a split to its positives and negatives per land-cover class and its
+    ratio. A ratio of ``all`` keeps every negative pixel-day, which on a real cube is far
+    beyond any disk; the error says how many samples and GB each split would hold.
+    """
+    planned = {}
+    for name, (npos, nneg, ratio) in counts.items():
+        negatives = (
+            int(nneg.sum())
+            if ratio == "all"
+            else min(int(npos.sum()) * int(ratio), int(nneg.sum()))
+        )
+        planned[name] = (int(npos.sum()) + negatives, ratio)
+    per = sample_bytes(s)
+    total_gb = sum(n for n, _ in planned.values()) * per / 1e9
+    if total_gb > s.max_gb:
+        listing = ", ".join(
+            f"{name}: {n:,} samples, {n * per / 1e9:,.1f} GB (neg_per_pos {ratio})"
+            for name, (n, ratio) in planned.items()
+        )
+        raise ConfigError(
+            f"loan.samples: the splits would hold {total_gb:,.1f} GB of patches "
+            f"({per:,} bytes a sample), over loan.samples.max_gb {s.max_gb:g}: {listing}. "
+            "Lower loan.samples.neg_per_pos of the largest split (`all` keeps every "
+            "negative pixel-day) or raise loan.samples.max_gb"
+        )
 
 
 def _negative_picks(
