@@ -13,11 +13,12 @@ from eofm.config import LoanSettings
 from eofm.errors import StoreContractError
 from eofm.io import read_json
 from eofm.models.fire.loan import PUBLISHED_RENAMES, LoanCNN, model_config
-from eofm.train.loan import load_trained, train_loan
+from eofm.train.loan import load_samples, load_trained, train_loan
 from tests.fakes.loan_samples import write_samples
 
 PUBLISHED_KEYS = {ours: theirs for theirs, ours in PUBLISHED_RENAMES.items()}
 PATCH = 14  # smallest patch the three stages accept; keeps the test fast
+STORE_DTYPES = (torch.float32, torch.float32, torch.int64, torch.int64)  # what the model reads
 
 
 def _loan(epochs: int = 2, **train: object) -> dict:
@@ -109,6 +110,22 @@ def test_batchnorm_ablation_trains(tmp_path, stores):
     _, summary = _train(tmp_path, stores, "bn", _loan(epochs=1), norm="batchnorm")
     assert summary["norm"] == "batchnorm"
     assert summary["trainable_parameters"] > 0
+
+
+def test_samples_load_exactly_with_the_model_dtypes(stores):
+    """The store is read chunk by chunk into one array: same values, float32 inputs,
+    int64 day of year and labels."""
+    import numpy as np
+    import xarray as xr
+
+    ds = xr.open_zarr(stores[0])
+    assert ds["dynamic"].data.numblocks[0] > 1  # several chunks to gather
+    loaded = load_samples(stores[0])
+    for tensor, name, dtype in zip(
+        loaded.tensors, ("dynamic", "static", "doy", "label"), STORE_DTYPES, strict=True
+    ):
+        assert tensor.dtype == dtype, name
+        np.testing.assert_array_equal(tensor.numpy(), ds[name].values.astype(tensor.numpy().dtype))
 
 
 def test_store_without_labels_is_refused(tmp_path, stores):

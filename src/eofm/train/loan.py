@@ -12,9 +12,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+import dask.array as da
 import lightning as L
 import numpy as np
 import torch
+import xarray as xr
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -44,11 +46,19 @@ def load_samples(path: str | os.PathLike[str]) -> TensorDataset:
     if ds.sizes["sample"] == 0:
         raise StoreContractError(f"{path}: sample store has no samples")
     return TensorDataset(
-        torch.as_tensor(ds["dynamic"].values.astype(np.float32)),
-        torch.as_tensor(ds["static"].values.astype(np.float32)),
-        torch.as_tensor(ds["doy"].values.astype(np.int64)),
-        torch.as_tensor(ds["label"].values.astype(np.int64)),
+        torch.from_numpy(_read_whole(ds["dynamic"], np.float32)),
+        torch.from_numpy(_read_whole(ds["static"], np.float32)),
+        torch.from_numpy(_read_whole(ds["doy"], np.int64)),
+        torch.from_numpy(_read_whole(ds["label"], np.int64)),
     )
+
+
+def _read_whole(var: xr.DataArray, dtype: type) -> np.ndarray:
+    """``var`` read chunk by chunk into one array of ``dtype``: the peak is the array plus a
+    chunk, where ``.values.astype`` held the data two to three times over (5.3 GB for 2 GB)."""
+    out = np.empty(var.shape, dtype)
+    da.store(da.asarray(var.data).astype(dtype, copy=False), out, lock=False)
+    return out
 
 
 class LoanModule(L.LightningModule):
