@@ -124,6 +124,35 @@ def test_rerun_of_a_finished_run_does_nothing(finished_run):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("change", "reruns", "keeps"),
+    [
+        (
+            {"train": {"learning_rate": 0.0005}},
+            {"train_loan", "evaluate_loan", "danger_map"},
+            {"fetch_firecube", "cut_firecube_samples", "train_rf_baseline"},
+        ),
+        (
+            {"baseline": {"n_estimators": 7}},
+            {"train_rf_baseline", "evaluate_loan"},
+            {"cut_firecube_samples", "train_loan", "danger_map"},
+        ),
+    ],
+    ids=["learning-rate", "forest"],
+)
+def test_a_loan_setting_reruns_only_the_steps_that_read_it(
+    finished_run, tmp_path, change, reruns, keeps
+):
+    """Changing how LOAN trains keeps the cut samples (hours on the real cube); changing
+    the forest keeps both networks."""
+    extra = tmp_path / "change.yaml"
+    extra.write_text(yaml.safe_dump({"loan": change}))
+    rules = {job["rule"] for job in _dry_run_jobs(finished_run, extra)}
+    assert reruns <= rules, rules
+    assert not keeps & rules, rules
+
+
+@pytest.mark.slow
 def test_report_contains_tables_maps_and_costs(finished_run):
     report = finished_run / "results/report.html"
     result = snakemake("--configfile", str(TINY), "--report", str(report), workdir=finished_run)

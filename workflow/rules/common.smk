@@ -264,6 +264,10 @@ def wgast_memory_mb(rule_name):
 
 LOAN = config["loan"]
 LOAN_SAMPLES = "resources/loan/{source}/samples/{split}.zarr"
+# What each LOAN step reads of the section, as its params: a change elsewhere in `loan`
+# (a learning rate, the forest, the map days) must not re-cut the samples or retrain.
+LOAN_CUTTING = {key: LOAN[key] for key in ("samples", "splits")}
+LOAN_TRAINING = {key: LOAN[key] for key in ("model", "train", "weights")}
 
 
 def loan_test_years():

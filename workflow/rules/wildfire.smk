@@ -8,7 +8,7 @@ rule cut_firecube_samples:
     output:
         stores=[directory(f"resources/loan/{{source}}/samples/{split}.zarr") for split in LOAN_SPLITS],
     params:
-        loan=config["loan"],
+        loan=LOAN_CUTTING,
     log:
         "logs/cut_firecube_samples/{source}.log",
     benchmark:
@@ -38,7 +38,7 @@ rule train_loan:
     wildcard_constraints:
         norm="loan|batchnorm",
     params:
-        loan=LOAN,
+        loan=LOAN_TRAINING,
         checkpoint_dir="checkpoints/train_loan/{source}/{norm}",
     # One torch thread on a local CPU: the network's small convolutions gain little from
     # a second, and on cores that other jobs keep busy two threads ran an epoch 17x slower
