@@ -1118,6 +1118,13 @@ class LoanTrainSettings(Section):
         items={"minimum": 0},
     )
     seed: int = setting(0, doc="seed (same seed, same weights on the CPU)")
+    select_on: Literal["loss", "auroc"] = setting(
+        "loss",
+        doc="which validation epoch's weights to keep: `loss`, the lowest NLL (the paper), or "
+        "`auroc`, the best ranking. The validation split has more negatives per positive "
+        "than training, so its NLL mostly scores calibration to that base rate; on a small "
+        "or fire-poor validation year it can keep an untrained epoch",
+    )
 
 
 @dataclass(kw_only=True)

@@ -69,6 +69,28 @@ def test_two_epochs_lower_the_loss_and_save_the_best_epoch(tmp_path, stores):
     assert metrics["wall_time_per_epoch_s"] > 0
 
 
+def test_selection_on_validation_auroc_keeps_the_best_ranking_epoch(tmp_path, stores):
+    """`select_on: auroc` keeps the epoch whose validation AUROC is highest, and the saved
+    weights score exactly that AUROC on the validation store."""
+    import pandas as pd
+    import xarray as xr
+
+    from eofm.evaluate.fire import auroc, predict_cnn
+
+    out, summary = _train(tmp_path, stores, "r", _loan(epochs=4, select_on="auroc"), ckpt="cr")
+    log = pd.concat([pd.read_csv(p) for p in (tmp_path / "cr").rglob("metrics.csv")])
+    per_epoch = log.dropna(subset=["val_auroc"]).groupby("epoch")["val_auroc"].last()
+    assert len(per_epoch) == 4 and per_epoch.nunique() > 1  # the choice is not trivial
+    assert summary["selected_on"] == "auroc"
+    assert summary["best_epoch"] == int(per_epoch.idxmax())
+    assert summary["best_val_auroc"] == pytest.approx(per_epoch.max(), abs=1e-6)
+    model = load_trained(out / "w.safetensors", out / "w.json")
+    labels = xr.open_zarr(stores[1])["label"].values
+    assert auroc(labels, predict_cnn(model, stores[1])) == pytest.approx(
+        summary["best_val_auroc"], abs=1e-6
+    )
+
+
 def test_same_seed_same_weights_on_cpu(tmp_path, stores):
     a, _ = _train(tmp_path, stores, "a", _loan(), ckpt="c1")
     b, _ = _train(tmp_path, stores, "b", _loan(), ckpt="c2")

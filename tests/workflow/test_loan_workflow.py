@@ -50,7 +50,7 @@ def test_greece_config_sets_the_papers_sizes_back():
     assert loan["model"]["widths"] == paper["model"]["widths"] != demo["loan"]["model"]["widths"]
     assert loan["model"]["head"] == paper["model"]["head"]
     assert loan["samples"]["patch"] == paper["samples"]["patch"] == 25
-    for key in ("epochs", "batch_size", "learning_rate"):
+    for key in ("epochs", "batch_size", "learning_rate", "select_on"):
         assert loan["train"][key] == paper["train"][key], key
     assert loan["baseline"]["n_estimators"] == paper["baseline"]["n_estimators"]
     # `all` (the paper's, on its derived dataset) is every land pixel-day on the cube itself

@@ -62,18 +62,23 @@ def _read_whole(var: xr.DataArray, dtype: type) -> np.ndarray:
 
 
 class LoanModule(L.LightningModule):
-    """Weighted NLL; keeps the weights of the best validation loss (saved in checkpoints too)."""
+    """Weighted NLL; keeps the weights of the best validation epoch (saved in checkpoints
+    too), best by loss as published or by AUROC (``select_on``)."""
 
     def __init__(self, model: LoanCNN, train: dict[str, Any]) -> None:
         super().__init__()
         self.model = model
         self.train_settings = train
+        self.select_on = train.get("select_on", "loss")
         self.loss = nn.NLLLoss(weight=torch.tensor(train["class_weights"], dtype=torch.float32))
         self.best_val_loss = float("inf")
+        self.best_val_auroc = float("nan")
         self.best_epoch = -1
         self.best_state: dict[str, torch.Tensor] | None = None
         self._val_sum = 0.0
         self._val_n = 0
+        self._val_scores: list[np.ndarray] = []
+        self._val_labels: list[np.ndarray] = []
 
     def forward(self, dynamic: torch.Tensor, static: torch.Tensor, doy: torch.Tensor):  # noqa: ANN201
         return self.model(dynamic, static, doy)
@@ -86,20 +91,36 @@ class LoanModule(L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._val_sum, self._val_n = 0.0, 0
+        self._val_scores, self._val_labels = [], []
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         dynamic, static, doy, label = batch
-        loss = self.loss(self.model(dynamic, static, doy), label)
+        logp = self.model(dynamic, static, doy)
+        loss = self.loss(logp, label)
         self.log("val_loss", loss, prog_bar=True, on_epoch=True, batch_size=len(label))
         self._val_sum += float(loss) * len(label)
         self._val_n += len(label)
+        self._val_scores.append(logp[:, 1].detach().cpu().numpy())
+        self._val_labels.append(label.cpu().numpy())
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking or not self._val_n:
             return
+        from eofm.evaluate.fire import auroc
+
         val = self._val_sum / self._val_n
-        if val < self.best_val_loss:
+        labels = np.concatenate(self._val_labels)
+        # AUROC needs both classes; a validation split without fires falls back to the loss
+        ranked = 0 < labels.sum() < labels.size
+        val_auroc = auroc(labels, np.concatenate(self._val_scores)) if ranked else float("nan")
+        self.log("val_auroc", val_auroc, prog_bar=True)
+        if self.select_on == "auroc" and ranked:
+            better = not val_auroc <= self.best_val_auroc  # NaN (no best yet) counts as worse
+        else:
+            better = val < self.best_val_loss
+        if better:
             self.best_val_loss = val
+            self.best_val_auroc = val_auroc
             self.best_epoch = self.current_epoch
             self.best_state = {
                 k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()
@@ -108,6 +129,7 @@ class LoanModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["loan_best"] = {
             "val_loss": self.best_val_loss,
+            "val_auroc": self.best_val_auroc,
             "epoch": self.best_epoch,
             "state": self.best_state,
         }
@@ -115,6 +137,7 @@ class LoanModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         best = checkpoint.get("loan_best") or {}
         self.best_val_loss = float(best.get("val_loss", float("inf")))
+        self.best_val_auroc = float(best.get("val_auroc", float("nan")))
         self.best_epoch = int(best.get("epoch", -1))
         self.best_state = best.get("state")
 
@@ -190,7 +213,9 @@ def train_loan(
             "n_val": len(val_set),
             "positives_train": int(train_set.tensors[3].sum()),
             "best_epoch": module.best_epoch,
+            "selected_on": module.select_on,
             "best_val_loss": module.best_val_loss,
+            "best_val_auroc": module.best_val_auroc,
             **result,
             "settings": settings,
         }
