@@ -8,6 +8,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= all
 TEST_WORKERS ?= 2
+# NVIDIA GPUs here. Without one the GPU rules run on the CPU, and the default profile's cap
+# of one `gpu` job at a time would only keep one-thread training jobs (LOAN, WGAST,
+# Prithvi-EO) from sharing the cores, so the demo lifts it (--cores still bounds them).
+GPUS ?= $(shell nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+GPU_CAP := $(if $(filter 0,$(GPUS)),--resources gpu=$(shell nproc),)
 # pip's notices about local index folders are noise here; real errors still stop make.
 PIP_FILTER := { grep -v '^WARNING: Location' || true; }
 
@@ -37,7 +42,7 @@ install-slurm: install
 	$(BIN)/python -c "import snakemake_executor_plugin_slurm"
 
 demo: install
-	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --cores $(CORES) $(GPU_CAP)
 	$(BIN)/snakemake --report results/report.html
 	@echo "Report: $(CURDIR)/results/report.html"
 

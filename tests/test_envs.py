@@ -86,3 +86,24 @@ def test_native_libraries_coexist_in_one_process(tmp_path):
             text=True,
         )
         assert result.returncode == 0, f"exit {result.returncode}: {result.stderr[-2000:]}"
+
+
+def _demo_command(gpus: str) -> str:
+    import subprocess
+
+    result = subprocess.run(
+        ["make", "-n", "demo", f"GPUS={gpus}", "VENV=/nonexistent-venv"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return next(line for line in result.stdout.splitlines() if "snakemake --cores" in line)
+
+
+def test_demo_lifts_the_gpu_cap_only_without_a_gpu():
+    """Without a GPU the one-`gpu`-job cap only serialises CPU training jobs; with one it stays."""
+    import os
+
+    assert f"--resources gpu={len(os.sched_getaffinity(0))}" in _demo_command("0")  # nproc
+    assert "--resources" not in _demo_command("1")
