@@ -41,12 +41,16 @@ SAME_DAY = ("max_t2m", "max_wind_speed")
 STATIC = ("SLOPE", "DEM", "ROAD_DISTANCE", "POP_DENS_2019", *(f"CLC_2018_{k}" for k in range(10)))
 
 
+def sample_pixels(cube: xr.Dataset, store: Path) -> tuple[np.ndarray, ...]:
+    """Each sample's cube time index, row and column, and its label."""
+    s = xr.open_zarr(store)
+    t = pd.DatetimeIndex(cube["time"].values).get_indexer(pd.DatetimeIndex(s["time"].values))
+    return t, s["iy"].values, s["ix"].values, s["label"].values.astype(int)
+
+
 def features(cube: xr.Dataset, store: Path, day_t: bool) -> tuple[np.ndarray, np.ndarray]:
     """The drivers at each sample's pixel (and, with ``day_t``, its own day's weather)."""
-    s = xr.open_zarr(store)
-    index = pd.DatetimeIndex(cube["time"].values)
-    t = index.get_indexer(pd.DatetimeIndex(s["time"].values))
-    iy, ix = s["iy"].values, s["ix"].values
+    t, iy, ix, label = sample_pixels(cube, store)
     cols = []
     for v in LAGGED:
         a = cube[v].values
@@ -57,7 +61,7 @@ def features(cube: xr.Dataset, store: Path, day_t: bool) -> tuple[np.ndarray, np
         if day_t:
             cols.append(a[t, iy, ix])
     cols += [cube[v].values[iy, ix] for v in STATIC]
-    return np.stack(cols, axis=1), s["label"].values.astype(int)
+    return np.stack(cols, axis=1), label
 
 
 def generator_probability(cube: xr.Dataset, fire_rate: float | None) -> np.ndarray:
@@ -106,11 +110,9 @@ def main() -> None:
             }
     if a.source == "sample":
         prob = generator_probability(cube, a.fire_rate)
-        index = pd.DatetimeIndex(cube["time"].values)
         for store in tests:
-            s = xr.open_zarr(store)
-            t = index.get_indexer(pd.DatetimeIndex(s["time"].values))
-            score, yt = prob[t, s["iy"].values, s["ix"].values], s["label"].values.astype(int)
+            t, iy, ix, yt = sample_pixels(cube, store)
+            score = prob[t, iy, ix]
             year = store.stem.removeprefix("test-")
             result[year]["generator probability"] = {
                 "auroc": auroc(yt, score),

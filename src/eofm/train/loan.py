@@ -69,14 +69,13 @@ class LoanModule(L.LightningModule):
         super().__init__()
         self.model = model
         self.train_settings = train
-        self.select_on = train.get("select_on", "loss")
+        self.select_on = train["select_on"]
         self.loss = nn.NLLLoss(weight=torch.tensor(train["class_weights"], dtype=torch.float32))
         self.best_val_loss = float("inf")
         self.best_val_auroc = float("nan")
         self.best_epoch = -1
         self.best_state: dict[str, torch.Tensor] | None = None
         self._val_sum = 0.0
-        self._val_n = 0
         self._val_scores: list[np.ndarray] = []
         self._val_labels: list[np.ndarray] = []
 
@@ -90,7 +89,7 @@ class LoanModule(L.LightningModule):
         return loss
 
     def on_validation_epoch_start(self) -> None:
-        self._val_sum, self._val_n = 0.0, 0
+        self._val_sum = 0.0
         self._val_scores, self._val_labels = [], []
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
@@ -99,17 +98,16 @@ class LoanModule(L.LightningModule):
         loss = self.loss(logp, label)
         self.log("val_loss", loss, prog_bar=True, on_epoch=True, batch_size=len(label))
         self._val_sum += float(loss) * len(label)
-        self._val_n += len(label)
         self._val_scores.append(logp[:, 1].detach().cpu().numpy())
         self._val_labels.append(label.cpu().numpy())
 
     def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking or not self._val_n:
+        if self.trainer.sanity_checking or not self._val_labels:
             return
         from eofm.evaluate.fire import auroc
 
-        val = self._val_sum / self._val_n
         labels = np.concatenate(self._val_labels)
+        val = self._val_sum / labels.size
         # AUROC needs both classes; a validation split without fires falls back to the loss
         ranked = 0 < labels.sum() < labels.size
         val_auroc = auroc(labels, np.concatenate(self._val_scores)) if ranked else float("nan")
