@@ -1125,6 +1125,18 @@ class LoanTrainSettings(Section):
         "than training, so its NLL mostly scores calibration to that base rate; on a small "
         "or fire-poor validation year it can keep an untrained epoch",
     )
+    memory_gb: float = setting(
+        8.0,
+        doc="a sample store whose inputs fit in this many GB is read into memory whole; a "
+        "larger one (a real cube's training years) is streamed from disk a chunk at a time",
+        exclusiveMinimum=0,
+    )
+    shuffle_chunks: int = setting(
+        16,
+        doc="streamed stores: chunks shuffled together (the shuffle buffer, in chunks of "
+        "`samples.chunk`); chunk order is shuffled every epoch too",
+        minimum=1,
+    )
 
 
 @dataclass(kw_only=True)

@@ -27,6 +27,10 @@ MEASURED_HEADROOM = 1.5
 WEIGHT_COPIES = {"frozen": 2, "trains": 4}
 # One time step of the grid: a window of inputs and targets, normalised copies, batches.
 SAMPLE_COPIES = 16
+# Data a job holds whole (LOAN's sample stores): the arrays plus batches and a chunk in flight.
+HELD_COPIES = 1.25
+# What train_loan reads of a sample store, and the bytes of each value once read.
+LOAN_INPUT_BYTES = {"dynamic": 4, "static": 4, "doy": 8, "label": 8}
 MIN_RUNTIME_MIN = 10
 
 
@@ -59,6 +63,7 @@ def memory_mb(
     *,
     weights: Iterable[str | os.PathLike[str]] = (),
     sample_bytes: int = 0,
+    held_bytes: int = 0,
     trains_weights: bool = False,
 ) -> int:
     """``mem_mb`` for one attempt: measured peak × headroom, else the estimate; × attempt."""
@@ -68,7 +73,11 @@ def memory_mb(
     else:
         weight_mb = sum(os.path.getsize(w) for w in weights) / 2**20
         copies = WEIGHT_COPIES["trains" if trains_weights else "frozen"]
-        need = BASE_MB + copies * weight_mb + SAMPLE_COPIES * sample_bytes / 2**20
+        need = (
+            BASE_MB
+            + copies * weight_mb
+            + (SAMPLE_COPIES * sample_bytes + HELD_COPIES * held_bytes) / 2**20
+        )
     return _round_up(max(need, BASE_MB) * attempt, 256)
 
 
@@ -89,6 +98,37 @@ def time_step_bytes(store: str | os.PathLike[str]) -> int:
     with open_store(store) as ds:
         step = ds.isel(time=0) if "time" in ds.dims else ds
         return int(step.nbytes)
+
+
+def loan_input_bytes(store: str | os.PathLike[str]) -> tuple[int, int]:
+    """Bytes a LOAN sample store's model inputs take once read: in all, and per Zarr chunk
+    of samples (from the metadata only)."""
+    from eofm.data.store import open_store
+
+    if not os.path.exists(store):
+        raise FileNotFoundError(errno.ENOENT, "Zarr store not written yet", os.fspath(store))
+    with open_store(store) as ds:
+        per_sample = sum(
+            math.prod(ds[v].shape[1:]) * size for v, size in LOAN_INPUT_BYTES.items() if v in ds
+        )
+        chunks = ds["dynamic"].encoding.get("chunks") if "dynamic" in ds else None
+        chunk = int(chunks[0]) if chunks else ds.sizes.get("sample", 0)
+        return ds.sizes.get("sample", 0) * per_sample, chunk * per_sample
+
+
+def loan_held_bytes(
+    train_store: str | os.PathLike[str],
+    val_store: str | os.PathLike[str],
+    memory_gb: float,
+    shuffle_chunks: int,
+) -> int:
+    """What train_loan holds in memory: a store that fits ``memory_gb`` whole, a streamed
+    one its cached chunks (``shuffle_chunks`` for training, one for validation)."""
+    held = 0
+    for store, cached in ((train_store, shuffle_chunks), (val_store, 1)):
+        total, chunk = loan_input_bytes(store)
+        held += total if total <= memory_gb * 1e9 else min(total, cached * chunk)
+    return held
 
 
 def _round_up(value: float, multiple: int) -> int:

@@ -13,7 +13,14 @@ from eofm.config import LoanSettings
 from eofm.errors import StoreContractError
 from eofm.io import read_json
 from eofm.models.fire.loan import PUBLISHED_RENAMES, LoanCNN, model_config
-from eofm.train.loan import load_samples, load_trained, train_loan
+from eofm.train.loan import (
+    ChunkedSamples,
+    ChunkShuffleSampler,
+    input_gb,
+    load_samples,
+    load_trained,
+    train_loan,
+)
 from tests.fakes.loan_samples import write_samples
 
 PUBLISHED_KEYS = {ours: theirs for theirs, ours in PUBLISHED_RENAMES.items()}
@@ -100,8 +107,13 @@ def test_same_seed_same_weights_on_cpu(tmp_path, stores):
         torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=0)
 
 
-def test_resume_after_interruption_matches_uninterrupted(tmp_path, stores):
-    full, _ = _train(tmp_path, stores, "full", _loan(epochs=3), ckpt="c_full")
+STREAMED = {"memory_gb": 1e-6, "shuffle_chunks": 2}  # both stores over the limit
+
+
+@pytest.mark.parametrize("train", [{}, STREAMED], ids=["in-memory", "streamed"])
+def test_resume_after_interruption_matches_uninterrupted(tmp_path, stores, train):
+    full, summary = _train(tmp_path, stores, "full", _loan(epochs=3, **train), ckpt="c_full")
+    assert summary["streamed"] == {"train": bool(train), "val": bool(train)}
     # a 3-epoch run killed in its second epoch, then run again in the same folder
     from eofm.train import loan as loan_mod
 
@@ -118,14 +130,64 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path, stores):
     loan_mod.LoanModule.training_step = die_in_second_epoch
     try:
         with pytest.raises(Killed):
-            _train(tmp_path, stores, "part", _loan(epochs=3), ckpt="c_part")
+            _train(tmp_path, stores, "part", _loan(epochs=3, **train), ckpt="c_part")
     finally:
         loan_mod.LoanModule.training_step = real
-    part, summary = _train(tmp_path, stores, "part", _loan(epochs=3), ckpt="c_part")
+    part, summary = _train(tmp_path, stores, "part", _loan(epochs=3, **train), ckpt="c_part")
     assert summary["resumed_from_epoch"] == 1
     wf, wp = load_file(full / "w.safetensors"), load_file(part / "w.safetensors")
     for k in wf:
         torch.testing.assert_close(wf[k], wp[k])
+
+
+def test_streamed_training_learns_like_in_memory_training(tmp_path, stores):
+    """Same samples, another shuffle: the streamed run's validation loss lands near the
+    in-memory run's, and far below the untrained loss of ln 2."""
+    _, memory = _train(tmp_path, stores, "m", _loan(epochs=4), ckpt="cm")
+    _, streamed = _train(tmp_path, stores, "s", _loan(epochs=4, **STREAMED), ckpt="cs")
+    assert streamed["streamed"]["train"] and not memory["streamed"]["train"]
+    assert streamed["n_train"] == memory["n_train"] == 192
+    assert streamed["positives_train"] == memory["positives_train"]
+    assert streamed["best_val_loss"] < 0.9 * 0.6931
+    assert streamed["best_val_loss"] == pytest.approx(memory["best_val_loss"], rel=0.15)
+
+
+def test_chunked_samples_equal_the_loaded_store_and_read_each_chunk_once(stores):
+    loaded = load_samples(stores[0])
+    streamed = ChunkedSamples(stores[0], cache=2)
+    assert len(streamed) == len(loaded) == 192 and streamed.chunk == 64
+    assert input_gb(stores[0]) == pytest.approx(
+        sum(t.numel() * t.element_size() for t in loaded.tensors) / 1e9
+    )
+    sampler = ChunkShuffleSampler(len(streamed), streamed.chunk, group=2, seed=0)
+    for epoch in (0, 1):
+        sampler.set_epoch(epoch)
+        before = streamed.reads
+        for i in sampler:
+            for got, want in zip(streamed[i], loaded[i], strict=True):
+                assert got.dtype == want.dtype
+                torch.testing.assert_close(got, want, rtol=0, atol=0)
+            assert len(streamed._chunks) <= 2  # bounded: never more than the cache
+        assert streamed.reads - before == 3  # three chunks, each read once
+        streamed._chunks.clear()  # a chunk cached across epochs would be a free read
+
+
+def test_chunk_shuffle_covers_every_sample_and_depends_only_on_seed_and_epoch():
+    sampler = ChunkShuffleSampler(n=1000, chunk=100, group=3, seed=5)
+    epoch0 = list(sampler)
+    assert sorted(epoch0) == list(range(1000))
+    assert (
+        len({i // 100 for i in epoch0[:300]}) == 3
+    )  # the first 300 come from one group of three chunks, shuffled together
+    assert epoch0[:300] != sorted(epoch0[:300])
+    assert list(sampler) == epoch0
+    sampler.set_epoch(1)
+    epoch1 = list(sampler)
+    assert sorted(epoch1) == list(range(1000)) and epoch1 != epoch0
+    again = ChunkShuffleSampler(n=1000, chunk=100, group=3, seed=5)
+    again.set_epoch(1)
+    assert list(again) == epoch1
+    assert list(ChunkShuffleSampler(n=1000, chunk=100, group=3, seed=6)) != epoch0
 
 
 def test_batchnorm_ablation_trains(tmp_path, stores):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import os
+from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,24 +20,22 @@ import numpy as np
 import torch
 import xarray as xr
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 from eofm.data.store import open_store
 from eofm.errors import StoreContractError
 from eofm.hub import fetch_checkpoint, save_weights
 from eofm.io import write_json
 from eofm.models.fire.loan import LoanCNN, Norm, count_parameters, import_weights, model_config
+from eofm.sizing import loan_input_bytes
 from eofm.train.fit import fit, training_run
 
-#: Sample-store variables the model reads.
+#: Sample-store variables the model reads, and the dtypes it reads them in.
 REQUIRED = ("dynamic", "static", "doy", "label")
+DTYPES = (np.float32, np.float32, np.int64, np.int64)
 
 
-def load_samples(path: str | os.PathLike[str]) -> TensorDataset:
-    """The store's inputs and labels as tensors (dynamic, static, doy, label).
-
-    Loaded whole: the published training split (2 negatives per positive) is a few GB at most.
-    """
+def _checked_store(path: str | os.PathLike[str]) -> xr.Dataset:
     ds = open_store(path)
     missing = [v for v in REQUIRED if v not in ds]
     if missing:
@@ -45,12 +45,122 @@ def load_samples(path: str | os.PathLike[str]) -> TensorDataset:
         )
     if ds.sizes["sample"] == 0:
         raise StoreContractError(f"{path}: sample store has no samples")
+    return ds
+
+
+def input_gb(path: str | os.PathLike[str]) -> float:
+    """GB the store's model inputs take in memory once read (float32 patches, int64 labels)."""
+    _checked_store(path)
+    return loan_input_bytes(path)[0] / 1e9
+
+
+def load_samples(path: str | os.PathLike[str]) -> TensorDataset:
+    """The store's inputs and labels as tensors (dynamic, static, doy, label), read whole.
+
+    For stores that fit in memory (`loan.train.memory_gb`); larger ones are streamed
+    (`ChunkedSamples`).
+    """
+    ds = _checked_store(path)
     return TensorDataset(
-        torch.from_numpy(_read_whole(ds["dynamic"], np.float32)),
-        torch.from_numpy(_read_whole(ds["static"], np.float32)),
-        torch.from_numpy(_read_whole(ds["doy"], np.int64)),
-        torch.from_numpy(_read_whole(ds["label"], np.int64)),
+        *(torch.from_numpy(_read_whole(ds[v], t)) for v, t in zip(REQUIRED, DTYPES, strict=True))
     )
+
+
+class ChunkedSamples(Dataset):
+    """A sample store read from disk one Zarr chunk at a time, keeping the last ``cache``
+    chunks: a real cube's training split (about 0.29 MB a sample at the paper's size, tens
+    of GB in all) never has to fit in memory. Read in `ChunkShuffleSampler` order (or in
+    order), every chunk is read once per epoch.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], cache: int) -> None:
+        import zarr
+
+        _checked_store(path)
+        group = zarr.open_group(str(path), mode="r")
+        self.path = str(path)
+        self.arrays = [group[v] for v in REQUIRED]
+        self.chunk = int(self.arrays[0].chunks[0])
+        self.n = int(self.arrays[0].shape[0])
+        self.cache = max(1, cache)
+        self._chunks: OrderedDict[int, tuple[torch.Tensor, ...]] = OrderedDict()
+        self.reads = 0  # chunks read from disk (a test checks each is read once an epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def labels(self) -> torch.Tensor:
+        """All labels (small: one integer a sample)."""
+        return torch.from_numpy(np.asarray(self.arrays[3][:], dtype=np.int64))
+
+    def _read(self, c: int) -> tuple[torch.Tensor, ...]:
+        hit = self._chunks.pop(c, None)
+        if hit is None:
+            rows = slice(c * self.chunk, min(self.n, (c + 1) * self.chunk))
+            hit = tuple(
+                torch.from_numpy(np.asarray(a[rows], dtype=t))
+                for a, t in zip(self.arrays, DTYPES, strict=True)
+            )
+            self.reads += 1
+        self._chunks[c] = hit
+        while len(self._chunks) > self.cache:
+            self._chunks.popitem(last=False)
+        return hit
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
+        c, j = divmod(int(i), self.chunk)
+        return tuple(t[j] for t in self._read(c))
+
+
+class ChunkShuffleSampler(Sampler[int]):
+    """A shuffled order that reads each chunk once per epoch: chunks in random order, taken
+    ``group`` at a time, the samples of a group shuffled together (a shuffle buffer of
+    ``group × chunk`` samples). The draw depends only on (seed, epoch), so a resumed run
+    sees the epochs an uninterrupted one would; Lightning sets the epoch (`set_epoch`).
+    """
+
+    def __init__(self, n: int, chunk: int, group: int, seed: int) -> None:
+        self.n, self.chunk, self.group, self.seed = n, chunk, max(1, group), seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        chunks = rng.permutation(-(-self.n // self.chunk))
+        for k in range(0, len(chunks), self.group):
+            rows = np.concatenate(
+                [
+                    np.arange(c * self.chunk, min(self.n, (c + 1) * self.chunk))
+                    for c in chunks[k : k + self.group]
+                ]
+            )
+            yield from rng.permutation(rows).tolist()
+
+
+def sample_loader(
+    path: str | os.PathLike[str], train: dict[str, Any], *, shuffle: bool
+) -> tuple[DataLoader, torch.Tensor]:
+    """A loader over the store and its labels: read whole when the inputs fit
+    ``train["memory_gb"]``, else streamed chunk by chunk (shuffled in groups of
+    ``train["shuffle_chunks"]`` chunks)."""
+    if input_gb(path) <= train["memory_gb"]:
+        data = load_samples(path)
+        return DataLoader(data, batch_size=train["batch_size"], shuffle=shuffle), data.tensors[3]
+    group = train["shuffle_chunks"]
+    streamed = ChunkedSamples(path, cache=group if shuffle else 1)
+    sampler = (
+        ChunkShuffleSampler(len(streamed), streamed.chunk, group, train["seed"])
+        if shuffle
+        else None
+    )
+    loader = DataLoader(streamed, batch_size=train["batch_size"], sampler=sampler)
+    return loader, streamed.labels
 
 
 def _read_whole(var: xr.DataArray, dtype: type) -> np.ndarray:
@@ -178,12 +288,14 @@ def train_loan(
     Face Hub, fetched by `eofm.hub.fetch_checkpoint`) is the published checkpoint to start
     from; its provenance goes into the summary and the resume key.
     """
-    train_set, val_set = load_samples(train_store), load_samples(val_store)
     t = loan["train"]
+    train_loader, train_labels = sample_loader(train_store, t, shuffle=True)
+    val_loader, val_labels = sample_loader(val_store, t, shuffle=False)
+    first = train_loader.dataset[0]
     config = model_config(
         loan["model"],
-        dynamic_channels=train_set.tensors[0].shape[1],
-        static_channels=train_set.tensors[1].shape[1],
+        dynamic_channels=first[0].shape[0],
+        static_channels=first[1].shape[0],
         norm=norm,
     )
     L.seed_everything(t["seed"], workers=True, verbose=False)
@@ -193,23 +305,23 @@ def train_loan(
         pretrained, provenance = fetch_checkpoint(loan["weights"])
         import_weights(model, pretrained)
     module = LoanModule(model, t)
-    loaders = [
-        DataLoader(data, batch_size=t["batch_size"], shuffle=shuffle)
-        for data, shuffle in ((train_set, True), (val_set, False))
-    ]
     settings = {"norm": norm, "model": loan["model"], "train": t, "pretrained": provenance}
     inputs = [train_store, val_store] + ([pretrained] if pretrained else [])
     with training_run(checkpoint_dir, settings, inputs) as run:
-        result = fit(module, loaders[0], loaders[1], run=run, epochs=t["epochs"], seed=t["seed"])
+        result = fit(module, train_loader, val_loader, run=run, epochs=t["epochs"], seed=t["seed"])
         best = module.best_model()
         save_weights(best, weights_path, config.to_dict(), config_path)
         summary = {
             "task": "train_loan",
             "norm": norm,
             "trainable_parameters": count_parameters(best),
-            "n_train": len(train_set),
-            "n_val": len(val_set),
-            "positives_train": int(train_set.tensors[3].sum()),
+            "n_train": len(train_labels),
+            "n_val": len(val_labels),
+            "positives_train": int(train_labels.sum()),
+            "streamed": {
+                split: not isinstance(dl.dataset, TensorDataset)
+                for split, dl in (("train", train_loader), ("val", val_loader))
+            },
             "best_epoch": module.best_epoch,
             "selected_on": module.select_on,
             "best_val_loss": module.best_val_loss,
