@@ -7,7 +7,15 @@ import pytest
 import xarray as xr
 
 from eofm.data.store import write_store
-from eofm.sizing import BASE_MB, memory_mb, previous_run, runtime_min, time_step_bytes
+from eofm.sizing import (
+    BASE_MB,
+    loan_held_bytes,
+    loan_input_bytes,
+    memory_mb,
+    previous_run,
+    runtime_min,
+    time_step_bytes,
+)
 
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 
@@ -59,3 +67,23 @@ def test_one_time_step_of_a_store_from_metadata_and_a_missing_store_is_not_found
     with pytest.raises(FileNotFoundError) as err:
         time_step_bytes(tmp_path / "later.zarr")
     assert err.value.filename == str(tmp_path / "later.zarr")  # Snakemake waits for it
+
+
+def test_loan_training_asks_for_the_sample_stores_it_holds_not_sixteen_copies(tmp_path):
+    """train_loan holds whole stores that fit `memory_gb` and a few chunks of larger ones;
+    the generic estimate (16 × one "time step", the whole store here) asked for 109 GB on
+    a 5.6 GB training split."""
+    from tests.fakes.loan_samples import write_samples
+
+    train = write_samples(tmp_path / "train.zarr", 192, patch=14)  # chunks of 64 samples
+    val = write_samples(tmp_path / "val.zarr", 64, patch=14, split="val")
+    per_sample = 10 * 10 * 14 * 14 * 4 + 15 * 14 * 14 * 4 + 8 + 8  # float32 patches, int64
+    assert loan_input_bytes(train) == (192 * per_sample, 64 * per_sample)
+    whole = loan_held_bytes(train, val, memory_gb=1.0, shuffle_chunks=2)
+    assert whole == 256 * per_sample
+    streamed = loan_held_bytes(train, val, memory_gb=1e-6, shuffle_chunks=2)
+    assert streamed == (2 + 1) * 64 * per_sample  # two shuffled chunks, one validation chunk
+    missing = tmp_path / "never-ran.tsv"
+    assert memory_mb(missing, 1, held_bytes=2**30) == 2816  # 1500 + 1.25 × 1024 MB, rounded
+    with pytest.raises(FileNotFoundError):
+        loan_input_bytes(tmp_path / "later.zarr")

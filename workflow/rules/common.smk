@@ -236,6 +236,17 @@ def job_memory_mb(rule_name, trains_weights=False):
     return mem_mb
 
 
+def loan_training_memory_mb(wildcards, input, attempt):
+    """``mem_mb`` of train_loan: its previous run's peak, else the sample stores it holds
+    (whole, or the cached chunks of a streamed one); × attempt."""
+    train = LOAN["train"]
+    return sizing.memory_mb(
+        own_benchmark("train_loan", wildcards),
+        attempt,
+        held_bytes=sizing.loan_held_bytes(*input.stores, train["memory_gb"], train["shuffle_chunks"]),
+    )
+
+
 def job_runtime_min(rule_name, default_min):
     """``runtime`` of a GPU rule: twice its previous run's, else ``default_min``; × attempt."""
 

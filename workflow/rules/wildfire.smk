@@ -46,7 +46,7 @@ rule train_loan:
     threads: 1
     resources:
         gpu=1,
-        mem_mb=job_memory_mb("train_loan", trains_weights=True),
+        mem_mb=loan_training_memory_mb,
         runtime=job_runtime_min("train_loan", default_min=240),
     log:
         "logs/train_loan/{source}-{norm}.log",
