@@ -16,7 +16,8 @@ The second approaches what the generator makes learnable from the pixel's driver
 both, ``generator probability`` scores each sample with the daily ignition probability the
 sample cube's fires were drawn with (the cube regenerated with ``probability=True`` and
 checked against the stored fires): no model can beat it but by chance. It prints
-AUROC/AUPRC per test year with the workflow's table, as JSON. Usage:
+AUROC/AUPRC per test year with the workflow's table (and LOAN's bootstrap differences from
+the baselines), as JSON. Usage:
 
     python bench/loan_goal.py --workdir /path/to/run --out goal.json
 """
@@ -124,6 +125,13 @@ def main() -> None:
             result[str(row["year"])][row["method"]] = {
                 "auroc": row["auroc"],
                 "auprc": row["auprc"],
+            }
+    differences = root / f"results/tables/loan-{a.source}-differences.csv"
+    if differences.exists():
+        for row in pd.read_csv(differences).to_dict("records"):
+            year = result[str(row["year"])].setdefault("differences", {})
+            year[f"{row['comparison']} {row['metric']}"] = {
+                k: row[k] for k in ("difference", "low", "high", "not_better", "verdict")
             }
     print(json.dumps(result, indent=2))
     if a.out:

@@ -18,4 +18,7 @@ with job_log(snakemake.log[0], snakemake.threads):
         table_md=o.md,
         metrics_json=o.metrics,
         curves={y: (figures / f"roc-{y}.png", figures / f"pr-{y}.png") for y in tests},
+        differences_csv=o.differences_csv,
+        differences_md=o.differences_md,
+        bootstrap=snakemake.params.bootstrap,
     )

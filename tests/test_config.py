@@ -81,6 +81,10 @@ def test_committed_schema_and_readme_tables_are_generated():
     assert not stale, f"{[str(p) for p in stale]} out of date; run `eofm config-schema`"
 
 
+#: LOAN's sections added after the schema snapshot (its model side).
+LOAN_MODEL_SIDE = ("model", "train", "baseline", "evaluate", "danger_map", "weights")
+
+
 def _as_before_wgast(config: dict) -> dict:
     """``config`` without what came after the snapshot on purpose: the `wgast` section, the
     `tiles.sample` route (now the default source) and its settings, LOAN's model side, the
@@ -88,7 +92,7 @@ def _as_before_wgast(config: dict) -> dict:
     out = copy.deepcopy(config)
     out.pop("wgast", None)
     out.pop("eo", None)
-    for newer in ("model", "train", "baseline", "danger_map", "weights"):
+    for newer in LOAN_MODEL_SIDE:
         out.get("loan", {}).pop(newer, None)
     tiles = out.setdefault("tiles", {})
     tiles.pop("sample", None)
@@ -107,7 +111,7 @@ def test_schema_fills_the_same_defaults_as_before(name):
     after = cfg.validate(_as_before_wgast(CONFIGS[name]), ROOT / cfg.SCHEMA_PATH)
     after.pop("wgast")
     after["tiles"].pop("sample")
-    for newer in ("model", "train", "baseline", "danger_map", "weights"):  # LOAN's model side
+    for newer in LOAN_MODEL_SIDE:
         after["loan"].pop(newer, None)
     after["loan"]["samples"].pop("max_gb")  # the cutter's size guard, added later
     after.pop("eo", None)

@@ -549,6 +549,7 @@ def test_loan_models_table_and_maps_are_in_all_with_their_jobs():
     for path in (
         "results/tables/loan-sample.csv",
         "results/tables/loan-sample.md",
+        "results/tables/loan-sample-differences.md",
         "results/figures/loan-sample",
         "results/loan/sample/danger/2021-09-01.tif",
         "results/figures/loan-sample-danger-2021-08-15.png",

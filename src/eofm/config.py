@@ -1151,6 +1151,17 @@ class LoanBaselineSettings(Section):
 
 
 @dataclass(kw_only=True)
+class LoanEvaluateSettings(Section):
+    """Paired bootstrap of LOAN's AUROC and AUPRC minus each baseline's, per test year."""
+
+    resamples: int = setting(1000, doc="bootstrap resamples of the test samples", minimum=1)
+    level: float = setting(
+        0.95, doc="coverage of the percentile interval", exclusiveMinimum=0, exclusiveMaximum=1
+    )
+    seed: int = setting(0, doc="seed of the resampling")
+
+
+@dataclass(kw_only=True)
 class LoanDangerMapSettings(Section):
     """Danger maps of the whole cube for a few days."""
 
@@ -1180,6 +1191,9 @@ class LoanSettings(Section):
     model: LoanModelSettings = setting(LoanModelSettings, doc="network sizes")
     train: LoanTrainSettings = setting(LoanTrainSettings, doc="training")
     baseline: LoanBaselineSettings = setting(LoanBaselineSettings, doc="random-forest baseline")
+    evaluate: LoanEvaluateSettings = setting(
+        LoanEvaluateSettings, doc="confidence intervals of the differences in the table"
+    )
     danger_map: LoanDangerMapSettings = setting(LoanDangerMapSettings, doc="danger maps")
     weights: Literal["none"] | LocalWeights | HubWeights = setting(
         "none",

@@ -682,13 +682,15 @@ def loan_sample_stores(config: Section) -> list[str]:
 
 def loan_outputs(config: Section) -> list[str]:
     """What LOAN adds to `all` (and `loan_all` builds): the per-test-year table (CSV and
-    Markdown), its ROC/PR figures and a danger map (COG and PNG) per `loan.danger_map.days`."""
+    Markdown), LOAN's differences from the baselines with their bootstrap intervals, the
+    ROC/PR figures and a danger map (COG and PNG) per `loan.danger_map.days`."""
     source = loan_source(config)
     if source is None:
         return []
     outputs = [
         f"results/tables/loan-{source}.csv",
         f"results/tables/loan-{source}.md",
+        f"results/tables/loan-{source}-differences.md",
         f"results/figures/loan-{source}",
     ]
     for day in config["loan"]["danger_map"]["days"]:

@@ -14,6 +14,7 @@ from eofm.evaluate.fire import (
     auroc,
     binary_metrics,
     fit_random_forest,
+    paired_bootstrap,
     pixel_features,
     plot_curves,
     write_evaluation,
@@ -112,6 +113,51 @@ def test_table_and_curves(tmp_path):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+BOOT = {"resamples": 300, "level": 0.95, "seed": 0}
+
+
+def _scorers(n: int, seed: int = 0) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(seed)
+    y = rng.uniform(size=n) < 0.2
+    good = y + rng.normal(0, 0.5, n)
+    also_good = y + rng.normal(0, 0.5, n)
+    return y, good, also_good, rng.uniform(size=n)
+
+
+def test_bootstrap_of_a_clearly_better_scorer_excludes_zero_and_mirrors_when_swapped():
+    y, good, _, poor = _scorers(400)
+    ahead = paired_bootstrap(y, good, poor, **BOOT)
+    behind = paired_bootstrap(y, poor, good, **BOOT)
+    for metric, score in (("auroc", auroc), ("auprc", auprc)):
+        d = ahead[metric]
+        assert d["difference"] == pytest.approx(score(y, good) - score(y, poor))
+        assert 0 < d["low"] < d["difference"] < d["high"]
+        assert d["not_better"] == 0
+        # the same draws score both ways round: the interval is the mirror image
+        assert behind[metric]["low"] == pytest.approx(-d["high"])
+        assert behind[metric]["high"] == pytest.approx(-d["low"])
+        assert behind[metric]["not_better"] == 1
+
+
+def test_bootstrap_calls_two_equally_good_scorers_a_tie_and_identical_ones_zero():
+    y, good, also_good, _ = _scorers(150)
+    same = paired_bootstrap(y, good, good, **BOOT)
+    assert same["auroc"] == {"difference": 0, "low": 0, "high": 0, "not_better": 1}
+    tie = paired_bootstrap(y, good, also_good, **BOOT)
+    for d in tie.values():
+        assert d["low"] < 0 < d["high"]
+        assert 0 < d["not_better"] < 1
+    assert paired_bootstrap(y, good, also_good, **BOOT) == tie  # seeded
+
+
+def test_bootstrap_is_undefined_without_both_classes_and_checks_lengths():
+    y = np.zeros(20, bool)
+    result = paired_bootstrap(y, np.ones(20), np.zeros(20), **BOOT)
+    assert all(np.isnan(v) for d in result.values() for v in d.values())
+    with pytest.raises(ValueError, match="differ in length"):
+        paired_bootstrap(np.r_[y, True], np.ones(21), np.zeros(20), **BOOT)
+
+
 def test_evaluate_fire_puts_every_method_and_year_in_one_table(tmp_path):
     from eofm.evaluate.fire import evaluate_fire, score_random_forest
     from eofm.hub import save_weights
@@ -134,8 +180,19 @@ def test_evaluate_fire_puts_every_method_and_year_in_one_table(tmp_path):
     table = evaluate_fire(
         models, tmp_path / "rf.csv", tests, table_csv=tmp_path / "t.csv",
         table_md=tmp_path / "t.md", metrics_json=tmp_path / "m.json", curves=curves,
+        differences_csv=tmp_path / "d.csv", differences_md=tmp_path / "d.md", bootstrap=BOOT,
     )  # fmt: skip
     assert len(table) == 6
+    differences = pd.read_csv(tmp_path / "d.csv")
+    assert len(differences) == 2 * 2 * 2  # years x baselines x (AUROC, AUPRC)
+    assert set(differences["comparison"]) == {
+        "LOAN − CNN + batch norm (ablation)",
+        "LOAN − random forest",
+    }
+    for row in differences.itertuples():
+        assert row.low <= row.difference <= row.high
+        assert row.verdict == ("better" if row.low > 0 else "worse" if row.high < 0 else "tie")
+    assert "LOAN − random forest" in (tmp_path / "d.md").read_text()
     assert set(table["method"]) == {"LOAN", "CNN + batch norm (ablation)", "random forest"}
     assert all(p.exists() for pair in curves.values() for p in pair)
     rf = pd.read_csv(tmp_path / "rf.csv")
@@ -144,4 +201,5 @@ def test_evaluate_fire_puts_every_method_and_year_in_one_table(tmp_path):
         evaluate_fire(
             models, tmp_path / "short.csv", tests, table_csv=tmp_path / "t.csv",
             table_md=tmp_path / "t.md", metrics_json=tmp_path / "m.json", curves=curves,
+            differences_csv=tmp_path / "d.csv", differences_md=tmp_path / "d.md", bootstrap=BOOT,
         )  # fmt: skip

@@ -97,6 +97,12 @@ rule evaluate_loan:
             category="Wildfire",
         ),
         metrics="results/loan/{source}/metrics.json",
+        differences_csv="results/tables/loan-{source}-differences.csv",
+        differences_md=report(
+            "results/tables/loan-{source}-differences.md",
+            caption="../report/loan-differences.rst",
+            category="Wildfire",
+        ),
         curves=report(
             directory("results/figures/loan-{source}"),
             patterns=["{name}.png"],
@@ -105,6 +111,7 @@ rule evaluate_loan:
         ),
     params:
         tests=loan_test_stores,
+        bootstrap=LOAN["evaluate"],
     threads: 1  # as train_loan
     log:
         "logs/evaluate_loan/{source}.log",

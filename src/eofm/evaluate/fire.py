@@ -104,6 +104,90 @@ def binary_metrics(
     }
 
 
+def paired_bootstrap(
+    labels: ArrayLike,
+    scores: ArrayLike,
+    reference: ArrayLike,
+    *,
+    resamples: int,
+    level: float,
+    seed: int,
+) -> dict[str, dict[str, float]]:
+    """AUROC and AUPRC of ``scores`` minus those of ``reference`` on the same samples, with a
+    percentile interval over resamples of the test samples (drawn with replacement, fires
+    and non-fires apart so each resample keeps the year's fire count; the same draw scores
+    both), and the share of resamples in which ``scores`` did no better.
+
+    It says whether a difference in the table is more than the luck of which days and
+    pixels the test year sampled; it does not cover the luck of the training seed.
+    """
+    y, s = _binary(labels, scores)
+    _, r = _binary(labels, reference)
+    if y.shape != r.shape:
+        raise ValueError(f"scores {s.shape} and reference {r.shape} differ in length")
+    pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
+    metrics = {"auroc": auroc, "auprc": auprc}
+    if not len(pos) or not len(neg):
+        return {m: dict.fromkeys(("difference", "low", "high", "not_better"), np.nan)
+                for m in metrics}  # fmt: skip
+    rng = np.random.default_rng(seed)
+    draws = {m: np.empty(resamples) for m in metrics}
+    for k in range(resamples):
+        idx = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
+        for m, metric in metrics.items():
+            draws[m][k] = metric(y[idx], s[idx]) - metric(y[idx], r[idx])
+    tail = (1 - level) / 2
+    return {
+        m: {
+            "difference": metric(y, s) - metric(y, r),
+            "low": float(np.quantile(draws[m], tail)),
+            "high": float(np.quantile(draws[m], 1 - tail)),
+            "not_better": float(np.mean(draws[m] <= 0)),
+        }
+        for m, metric in metrics.items()
+    }
+
+
+def verdict(low: float, high: float) -> str:
+    """``better`` or ``worse`` when the interval excludes 0, else ``tie``."""
+    if not np.isfinite(low) or not np.isfinite(high):
+        return "undefined"
+    return "better" if low > 0 else "worse" if high < 0 else "tie"
+
+
+def difference_records(
+    year: int,
+    labels: np.ndarray,
+    by_method: Mapping[str, np.ndarray],
+    focus: str,
+    bootstrap: Mapping[str, Any],
+) -> list[dict[str, Any]]:
+    """``focus`` against every other method of the year: one row per (baseline, metric)."""
+    rows = []
+    for method, reference in by_method.items():
+        if method == focus:
+            continue
+        result = paired_bootstrap(
+            labels,
+            by_method[focus],
+            reference,
+            resamples=int(bootstrap["resamples"]),
+            level=float(bootstrap["level"]),
+            seed=int(bootstrap["seed"]),
+        )
+        for metric, d in result.items():
+            rows.append(
+                {
+                    "year": int(year),
+                    "comparison": f"{focus} − {method}",
+                    "metric": metric,
+                    **d,
+                    "verdict": verdict(d["low"], d["high"]),
+                }
+            )
+    return rows
+
+
 # --------------------------------------------------------------------------- baselines
 
 
@@ -286,17 +370,22 @@ def evaluate_fire(
     table_md: str | os.PathLike[str],
     metrics_json: str | os.PathLike[str],
     curves: Mapping[int, tuple[str, str]],
+    differences_csv: str | os.PathLike[str],
+    differences_md: str | os.PathLike[str],
+    bootstrap: Mapping[str, Any],
     batch_size: int = 256,
 ) -> pd.DataFrame:
     """Score each trained CNN (``{norm: (weights, config)}``) and the forest on every test year.
 
-    Writes the paper-style table and per-year ROC and PR curves (``{year: (roc, pr)}``).
+    Writes the paper-style table, per-year ROC and PR curves (``{year: (roc, pr)}``) and
+    LOAN's differences from each baseline with their paired-bootstrap intervals
+    (`loan.evaluate`), which say whether "beats" is more than the test sample's luck.
     """
     from eofm.train.loan import load_trained
 
     rf = pd.read_csv(rf_scores)
     nets = {norm: load_trained(w, c) for norm, (w, c) in models.items()}
-    records = []
+    records, differences = [], []
     for year, store in test_stores.items():
         labels = open_store(store)["label"].values.astype(int)
         by_method = {}
@@ -311,6 +400,12 @@ def evaluate_fire(
         by_method[METHOD_NAMES["rf"]] = forest
         for method, score in by_method.items():
             records.append({"year": int(year), "method": method, **binary_metrics(labels, score)})
+        if METHOD_NAMES["loan"] in by_method:
+            differences += difference_records(
+                year, labels, by_method, METHOD_NAMES["loan"], bootstrap
+            )
         roc, pr = curves[year]
         plot_curves({m: (labels, s) for m, s in by_method.items()}, roc, pr, f"test {year}")
+    columns = ["year", "comparison", "metric", "difference", "low", "high", "not_better", "verdict"]
+    write_table(pd.DataFrame(differences, columns=columns), differences_csv, differences_md)
     return write_evaluation(records, table_csv, table_md, metrics_json)
