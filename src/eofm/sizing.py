@@ -116,6 +116,12 @@ def loan_input_bytes(store: str | os.PathLike[str]) -> tuple[int, int]:
         return ds.sizes.get("sample", 0) * per_sample, chunk * per_sample
 
 
+def loan_reads_whole(input_bytes: int, memory_gb: float) -> bool:
+    """Whether train_loan reads a sample store whole (else streams it): the one rule that
+    both the training and its memory request follow."""
+    return input_bytes <= memory_gb * 1e9
+
+
 def loan_held_bytes(
     train_store: str | os.PathLike[str],
     val_store: str | os.PathLike[str],
@@ -127,7 +133,7 @@ def loan_held_bytes(
     held = 0
     for store, cached in ((train_store, shuffle_chunks), (val_store, 1)):
         total, chunk = loan_input_bytes(store)
-        held += total if total <= memory_gb * 1e9 else min(total, cached * chunk)
+        held += total if loan_reads_whole(total, memory_gb) else min(total, cached * chunk)
     return held
 
 

@@ -13,10 +13,10 @@ from eofm.config import LoanSettings
 from eofm.errors import StoreContractError
 from eofm.io import read_json
 from eofm.models.fire.loan import PUBLISHED_RENAMES, LoanCNN, model_config
+from eofm.sizing import loan_input_bytes
 from eofm.train.loan import (
     ChunkedSamples,
     ChunkShuffleSampler,
-    input_gb,
     load_samples,
     load_trained,
     train_loan,
@@ -156,8 +156,8 @@ def test_chunked_samples_equal_the_loaded_store_and_read_each_chunk_once(stores)
     loaded = load_samples(stores[0])
     streamed = ChunkedSamples(stores[0], cache=2)
     assert len(streamed) == len(loaded) == 192 and streamed.chunk == 64
-    assert input_gb(stores[0]) == pytest.approx(
-        sum(t.numel() * t.element_size() for t in loaded.tensors) / 1e9
+    assert loan_input_bytes(stores[0])[0] == sum(
+        t.numel() * t.element_size() for t in loaded.tensors
     )
     sampler = ChunkShuffleSampler(len(streamed), streamed.chunk, group=2, seed=0)
     for epoch in (0, 1):

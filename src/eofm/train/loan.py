@@ -27,7 +27,7 @@ from eofm.errors import StoreContractError
 from eofm.hub import fetch_checkpoint, save_weights
 from eofm.io import write_json
 from eofm.models.fire.loan import LoanCNN, Norm, count_parameters, import_weights, model_config
-from eofm.sizing import loan_input_bytes
+from eofm.sizing import loan_input_bytes, loan_reads_whole
 from eofm.train.fit import fit, training_run
 
 #: Sample-store variables the model reads, and the dtypes it reads them in.
@@ -46,12 +46,6 @@ def _checked_store(path: str | os.PathLike[str]) -> xr.Dataset:
     if ds.sizes["sample"] == 0:
         raise StoreContractError(f"{path}: sample store has no samples")
     return ds
-
-
-def input_gb(path: str | os.PathLike[str]) -> float:
-    """GB the store's model inputs take in memory once read (float32 patches, int64 labels)."""
-    _checked_store(path)
-    return loan_input_bytes(path)[0] / 1e9
 
 
 def load_samples(path: str | os.PathLike[str]) -> TensorDataset:
@@ -78,7 +72,6 @@ class ChunkedSamples(Dataset):
 
         _checked_store(path)
         group = zarr.open_group(str(path), mode="r")
-        self.path = str(path)
         self.arrays = [group[v] for v in REQUIRED]
         self.chunk = int(self.arrays[0].chunks[0])
         self.n = int(self.arrays[0].shape[0])
@@ -149,7 +142,7 @@ def sample_loader(
     """A loader over the store and its labels: read whole when the inputs fit
     ``train["memory_gb"]``, else streamed chunk by chunk (shuffled in groups of
     ``train["shuffle_chunks"]`` chunks)."""
-    if input_gb(path) <= train["memory_gb"]:
+    if loan_reads_whole(loan_input_bytes(path)[0], train["memory_gb"]):
         data = load_samples(path)
         return DataLoader(data, batch_size=train["batch_size"], shuffle=shuffle), data.tensors[3]
     group = train["shuffle_chunks"]
